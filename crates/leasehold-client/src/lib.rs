@@ -1,0 +1,3 @@
+//! # leasehold-client
+//!
+//! A typed HTTP client for Leasehold (a Store over HTTP) and a worker runtime.

@@ -1,0 +1,3 @@
+//! # leasehold-server
+//!
+//! leasehold serve: the HTTP API, auth, reaper, metrics and console.
