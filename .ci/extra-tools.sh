@@ -1,0 +1,2 @@
+# Sourced by .ci/run: extra tools for later test tiers (Python, browser).
+:
