@@ -1,0 +1,24 @@
+//! Opening the store a command talks to.
+//!
+//! The backend comes from `--db` / `LEASEHOLD_DB` (see
+//! [`crate::config::backend_from`]): a path means the embedded SQLite store.
+//! Other backends (a `postgres://` URL, a remote server via `--server` and
+//! `--token`) add a [`Backend`] variant and one arm here; commands only ever
+//! see `Arc<dyn Store>`.
+
+use std::sync::Arc;
+
+use leasehold_core::{Result, Store};
+
+use crate::config::{Backend, Config};
+
+/// Open the configured store.
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    match &cfg.backend {
+        Backend::Sqlite(path) => {
+            tracing::debug!(path = %path.display(), "opening SQLite store");
+            let store = leasehold_sqlite::SqliteStore::open(path)?;
+            Ok(Arc::new(store))
+        }
+    }
+}
