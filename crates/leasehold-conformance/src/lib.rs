@@ -4,8 +4,31 @@
 //! PostgreSQL, and the HTTP client against a running server). A backend's
 //! test file provides a [`Harness`] and invokes [`conformance_tests!`] and
 //! [`model_tests!`]; it never forks the tests.
+//!
+//! ```ignore
+//! // crates/leasehold-foo/tests/conformance.rs
+//! struct FooHarness;
+//! impl leasehold_conformance::Harness for FooHarness { /* fresh, reopen, another */ }
+//! leasehold_conformance::conformance_tests!(FooHarness);
+//! leasehold_conformance::model_tests!(FooHarness);
+//! ```
+//!
+//! Scenarios are plain functions `pub fn name<H: Harness>(h: &H)` grouped by
+//! area ([`seed`] holds the 18 seed scenarios). Every scenario uses fixed
+//! instants ([`support::at`]), and after every rejected operation asserts that
+//! the stored task and its history are byte-for-byte unchanged
+//! ([`support::assert_unchanged`]). The macros expand to one `#[test]` per
+//! scenario, in a module per area, so `cargo nextest run` lists them by name.
+//!
+//! The model-based test ([`model`]) drives random operation sequences through
+//! a fresh [`leasehold_core::memory::MemoryStore`] and the backend under test
+//! side by side; any disagreement panics with the seed and the step to replay.
 
 use leasehold_core::Store;
+
+pub mod support;
+
+pub mod seed;
 
 /// How the suite gets stores from a backend.
 pub trait Harness: Send + Sync + 'static {
@@ -22,4 +45,70 @@ pub trait Harness: Send + Sync + 'static {
     /// Another handle on the same data as `store` (own connection), for
     /// concurrency tests with real threads.
     fn another(&self, store: &Self::S) -> Self::S;
+}
+
+/// Expands to one `#[test]` per conformance scenario, each building its
+/// harness from `$harness` (an expression evaluated once per test). Tests are
+/// grouped in one module per area (`seed`, `lease`, …) so names read like
+/// `seed::s04_lease_race_loser_gets_conflict`.
+///
+/// The harness expression is resolved inside those modules with
+/// `use super::*`, so anything in scope where the macro is invoked works.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::__conformance_scenarios!($crate::__conformance_emit; $harness);
+    };
+}
+
+/// The one list of scenarios. Calls `$emit!` with the harness and every
+/// `module { function, … }` group. Hidden: use [`conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_scenarios {
+    ($emit:path; $harness:expr) => {
+        $emit! { $harness;
+            seed {
+                s01_round_trip_after_reopen,
+                s02_missing_after_reopen_is_none,
+                s03_in_flight_is_non_terminal_in_creation_order,
+                s04_lease_race_loser_gets_conflict,
+                s05_acquire_sets_owner_expiry_and_heartbeat,
+                s06_duplicate_id_or_saga_leaves_first_unchanged,
+                s07_heartbeat_extends_lease,
+                s08_adversarial_heartbeats_rejected,
+                s09_stale_copy_does_not_clear_lease,
+                s10_late_heartbeat_after_reclaim_loses,
+                s11_list_stale_exactly_expired_non_terminal,
+                s12_completed_cannot_be_leased,
+                s13_terminal_markers_store_state_and_reason,
+                s14_terminal_only_audit_metadata_changes,
+                s15_write_racing_terminal_loses,
+                s16_fail_requires_compensation,
+                s17_lease_and_compensations_survive_reopen,
+                s18_timestamps_normalised_to_utc,
+            }
+        }
+    };
+}
+
+/// Emits the `#[test]` functions. Hidden: use [`conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_emit {
+    ($harness:expr; $($module:ident { $($name:ident),* $(,)? })*) => {
+        $(
+            mod $module {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[test]
+                    fn $name() {
+                        let harness = $harness;
+                        $crate::$module::$name(&harness);
+                    }
+                )*
+            }
+        )*
+    };
 }
