@@ -1,4 +1,683 @@
 //! # leasehold-sqlite
 //!
-//! The embedded default backend. See the crate's README section in the
-//! project README and `docs/` for the design.
+//! The embedded default backend: [`SqliteStore`] implements
+//! [`leasehold_core::Store`] on one SQLite file (bundled SQLite, WAL mode).
+//!
+//! ## Design
+//!
+//! **Rules live in the core.** Every write loads the task inside a
+//! transaction, calls [`leasehold_core::machine`] and writes the resulting
+//! [`leasehold_core::Transition`] back, with its history row in the same
+//! transaction. This crate never re-implements a rule; it only makes the
+//! read-decide-write step atomic and durable.
+//!
+//! **Single writer + `BEGIN IMMEDIATE`.** Each store handle has exactly one
+//! writer connection behind a mutex, and every read-modify-write runs in a
+//! `BEGIN IMMEDIATE` transaction. `IMMEDIATE` takes SQLite's write lock
+//! *before* the task is read, so two handles (threads or processes) can never
+//! both decide on the same snapshot: the second waits (up to `busy_timeout`)
+//! and then reads the first one's result. A deferred transaction would instead
+//! read first and fail on upgrade with `SQLITE_BUSY` that no busy handler can
+//! resolve (its snapshot is stale), which is both slower and harder to reason
+//! about. On top of that lock, the `UPDATE` is conditional (`WHERE seq = ? AND
+//! version = ?`) and must change exactly one row, so even a broken lock could
+//! not turn into last-writer-wins: it would surface as an `internal` error.
+//! Within one process the mutex queues writers in memory instead of making
+//! them spin on the file lock, and it is the natural place to add group commit
+//! later (batch several callers' transitions into one transaction and fsync).
+//!
+//! **Reads never wait for writers.** WAL lets readers see the last committed
+//! snapshot while a writer is active, so reads (`get`, `list`, `counts`,
+//! `history`, `list_stale`, …) use a small pool of separate read-only
+//! connections, each read in its own snapshot transaction.
+//!
+//! **Schema.** Timestamps are INTEGER microseconds UTC (compared as numbers,
+//! never as text); `metadata`, `compensations` and `notes` are JSON TEXT. Each
+//! task row has an INTEGER creation sequence `seq` (the rowid, AUTOINCREMENT
+//! so it is never reused) that gives creation order, list cursors
+//! ([`leasehold_core::store::encode_cursor`]) and the claim tie-break. The
+//! schema is versioned in `leasehold_schema` and built by ordered migrations
+//! ([`migrations`]), applied in one transaction; opening is idempotent, and a
+//! database newer than this code is refused with `invalid_input`.
+//!
+//! **Indexes.** The hot paths are O(log n + k):
+//! - `tasks_claim (queue, priority DESC, seq) WHERE state IN ('planned',
+//!   'dispatched')`: the unleased claimable tasks, already in claim order per
+//!   queue. `claim` reads at most `limit` of them per queue.
+//! - `tasks_stale (lease_expires_at) WHERE state = 'running'`: leased tasks by
+//!   expiry. Non-terminal tasks with a lease are exactly the running ones (an
+//!   invariant checked on every row read), so `list_stale`, `reclaim` (oldest
+//!   expiry first, at most [`leasehold_core::limits::RECLAIM_BATCH_MAX`]) and
+//!   the expired half of `claim` are range scans of this index. `claim` merges
+//!   the best `limit` unleased candidates with the best `limit` expired ones
+//!   of the same queues, then leases the best `limit` of the union. (The
+//!   expired half sorts the expired rows of those queues by priority; that is
+//!   O(k log k) in the number of stale tasks, which the reaper keeps small.)
+//! - `task_id` and `saga_id` are UNIQUE (their automatic indexes serve `get`
+//!   and the uniqueness checks).
+//! - `tasks_state (state)`: `counts()` is a GROUP BY over this index, O(n) in
+//!   the number of tasks. Good enough for now; a counter table maintained in
+//!   the write transaction would make it O(1) if dashboards poll it hard.
+//! - `history_task (task_seq, id)`: one task's history in order.
+//!
+//! A test (`tests/plans.rs`) asserts with `EXPLAIN QUERY PLAN` that these
+//! queries use the indexes and never `SCAN tasks`.
+//!
+//! **Durability.** [`Durability::Full`] (the default) sets
+//! `synchronous=FULL`: in WAL mode every commit is fsynced before it returns,
+//! so an acknowledged operation survives a process kill *and* a power loss
+//! (SPEC guarantee 6). [`Durability::Normal`] (`synchronous=NORMAL`) fsyncs
+//! only at checkpoints: still safe against a process kill (the WAL is in the
+//! OS page cache) and never corrupts the file, but the last commits may be
+//! lost on power loss. Use it only for bulk loads or throwaway data.
+//!
+//! **Errors.** `SQLITE_BUSY`/`SQLITE_LOCKED` after `busy_timeout` →
+//! `unavailable` (retryable, nothing changed); UNIQUE violations on
+//! `task_id`/`saga_id` → `already_exists` naming the id; corrupt rows (bad
+//! enum text, bad JSON, broken invariants) and other SQLite failures →
+//! `internal`. Fencing tokens and versions are `u64` in the model but SQLite
+//! integers are `i64`: a value above `i64::MAX` is refused with
+//! `invalid_input` rather than wrapped.
+
+mod errors;
+pub mod migrations;
+mod row;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use leasehold_core::limits::RECLAIM_BATCH_MAX;
+use leasehold_core::machine::{self, Command, Context, Transition};
+use leasehold_core::memory::check_max_attempts;
+use leasehold_core::store::{
+    decode_cursor, empty_counts, encode_cursor, list_limit, ClaimRequest, Counts, ListFilter, Page,
+    Store,
+};
+use leasehold_core::{Error, HistoryEntry, NewTask, Result, Task, TaskState, Timestamp};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::errors::{map, sql, write_task};
+use crate::row::{history_values, task_values, RawHistory, RawTask, HISTORY_COLUMNS, TASK_COLUMNS};
+
+/// How hard a commit works to survive a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit is fsynced before it is acknowledged.
+    /// Survives process kills and power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the WAL is fsynced only at checkpoints. Survives
+    /// process kills; the last commits may be lost on power loss. Faster.
+    Normal,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Options for [`SqliteStore::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Commit durability; [`Durability::Full`] by default.
+    pub durability: Durability,
+    /// How long a write waits for another connection's write lock before
+    /// failing with `unavailable`. Default [`BUSY_TIMEOUT_DEFAULT`].
+    pub busy_timeout: Duration,
+}
+
+/// Default [`SqliteOptions::busy_timeout`]: 10 s. Write transactions are a few
+/// milliseconds, so only a stuck or enormous writer makes callers wait this long.
+pub const BUSY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// Most idle read connections a store keeps for reuse.
+pub const READ_CONNECTIONS_IDLE_MAX: usize = 4;
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::Full,
+            busy_timeout: BUSY_TIMEOUT_DEFAULT,
+        }
+    }
+}
+
+/// A Leasehold store in one SQLite file. `Send + Sync`: share it with `Arc`.
+///
+/// Several handles (in one process or many) may open the same file; SQLite's
+/// write lock, taken by `BEGIN IMMEDIATE`, serialises their writes.
+pub struct SqliteStore {
+    path: PathBuf,
+    opts: SqliteOptions,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Non-terminal statuses.
+const IN_FLIGHT: &str = "state IN ('planned', 'dispatched', 'running')";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the writer cannot leave a half-applied change: the
+    // open transaction rolls back when it is dropped during unwinding.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn connect(path: &Path, opts: &SqliteOptions, reader: bool) -> Result<Connection> {
+    let open_err = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::NotADatabase) => {
+            Error::InvalidInput(format!(
+                "cannot open a leasehold database at {}: {e}",
+                path.display()
+            ))
+        }
+        _ => map(e, &format!("open {}", path.display())),
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(opts.busy_timeout)
+        .map_err(sql("set busy_timeout"))?;
+    if !reader {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::InvalidInput(format!(
+                "cannot use {} as a leasehold database: WAL journal mode is required, got {mode:?} (in-memory databases are not supported)",
+                path.display()
+            )));
+        }
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;{}",
+        opts.durability.pragma(),
+        if reader {
+            " PRAGMA query_only = ON;"
+        } else {
+            ""
+        }
+    ))
+    .map_err(sql("configure the connection"))?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` with default options:
+    /// WAL, `synchronous=FULL`, migrations applied.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// Open (creating if needed) the database at `path` with `opts`.
+    /// Refuses a database whose schema is newer than this code (`invalid_input`).
+    pub fn open_with(path: impl AsRef<Path>, opts: SqliteOptions) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = connect(&path, &opts, false)?;
+        migrations::migrate(&mut writer, &path)?;
+        let reader = connect(&path, &opts, true)?;
+        Ok(SqliteStore {
+            path,
+            opts,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(vec![reader]),
+        })
+    }
+
+    /// The database file's path, as given to `open`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.opts
+    }
+
+    /// The schema version recorded in the database.
+    pub fn schema_version(&self) -> Result<u32> {
+        self.read(|tx| migrations::current_version(tx))
+    }
+
+    /// Run `PRAGMA integrity_check`; `"ok"` when the file is sound, otherwise
+    /// SQLite's list of problems, one per line.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare("PRAGMA integrity_check")
+                .map_err(sql("run integrity_check"))?;
+            let lines = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(sql("run integrity_check"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sql("run integrity_check"))?;
+            Ok(lines.join("\n"))
+        })
+    }
+
+    /// Run `f` in a read snapshot on a pooled read connection.
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let pooled = lock(&self.readers).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => connect(&self.path, &self.opts, true)?,
+        };
+        let out = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(sql("begin a read transaction"))?;
+            f(&tx)
+            // Dropping `tx` rolls back: a read transaction has nothing to keep.
+        })();
+        let mut pool = lock(&self.readers);
+        if pool.len() < READ_CONNECTIONS_IDLE_MAX {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction on the writer connection and
+    /// commit it if `f` succeeds; on error nothing is written.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("begin a write transaction"))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(sql("commit"))?;
+        Ok(out)
+    }
+}
+
+/// Load one task by id inside `tx`: `(seq, task)`.
+fn load(tx: &Connection, task_id: &str) -> Result<Option<(u64, Task)>> {
+    let raw = tx
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"
+        ))
+        .and_then(|mut s| s.query_row([task_id], RawTask::read).optional())
+        .map_err(|e| map(e, &format!("load task {task_id:?}")))?;
+    raw.map(RawTask::decode).transpose()
+}
+
+/// Load one task by sequence number inside `tx`.
+fn load_seq(tx: &Connection, seq: u64) -> Result<(u64, Task)> {
+    let raw = tx
+        .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?1"))
+        .and_then(|mut s| s.query_row([seq as i64], RawTask::read).optional())
+        .map_err(|e| map(e, &format!("load task #{seq}")))?
+        .ok_or_else(|| {
+            Error::Internal(format!("task #{seq} vanished inside a write transaction"))
+        })?;
+    raw.decode()
+}
+
+/// Run a query returning task rows and decode them all.
+fn query_tasks(conn: &Connection, sql_text: &str, params: &[Value]) -> Result<Vec<(u64, Task)>> {
+    let mut stmt = conn
+        .prepare_cached(sql_text)
+        .map_err(sql("prepare a task query"))?;
+    let raws = stmt
+        .query_map(params_from_iter(params.iter()), RawTask::read)
+        .map_err(sql("query tasks"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql("read task rows"))?;
+    raws.into_iter().map(RawTask::decode).collect()
+}
+
+fn insert_history(tx: &Connection, seq: u64, h: &HistoryEntry) -> Result<()> {
+    let mut values = vec![Value::Integer(seq as i64)];
+    values.extend(history_values(h)?);
+    tx.prepare_cached(&format!(
+        "INSERT INTO history (task_seq, {HISTORY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))
+    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+    .map_err(|e| map(e, &format!("append history of task {:?}", h.task_id)))?;
+    Ok(())
+}
+
+/// Insert a new task row and its history entry; returns the stored task.
+fn insert(tx: &Connection, t: Transition) -> Result<Task> {
+    let values = task_values(&t.task)?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO tasks ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+        TASK_COLUMNS.trim_start_matches("seq, ")
+    ))
+    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+    .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
+    let seq = u64::try_from(tx.last_insert_rowid())
+        .map_err(|_| Error::Internal("sqlite returned a negative rowid".into()))?;
+    if let Some(h) = &t.history {
+        insert_history(tx, seq, h)?;
+    }
+    Ok(t.task)
+}
+
+/// Persist a transition of the task stored as `seq` at `old_version`: a
+/// conditional update (skipped when nothing changed) plus its history entry.
+fn commit(tx: &Connection, seq: u64, old_version: u64, t: Transition) -> Result<Task> {
+    if t.changed {
+        debug_assert_eq!(t.task.version, old_version + 1, "versions advance by one");
+        let mut values = task_values(&t.task)?;
+        values.push(Value::Integer(seq as i64));
+        values.push(Value::Integer(i64::try_from(old_version).map_err(
+            |_| Error::Internal(format!("version {old_version} out of range")),
+        )?));
+        let rows = tx
+            .prepare_cached(
+                "UPDATE tasks SET task_id = ?1, saga_id = ?2, state = ?3, queue = ?4, priority = ?5, \
+                 issue = ?6, branch = ?7, worktree = ?8, metadata = ?9, compensations = ?10, notes = ?11, \
+                 lease_owner = ?12, lease_token = ?13, lease_acquired_at = ?14, lease_expires_at = ?15, \
+                 last_heartbeat_at = ?16, attempts = ?17, terminal_reason = ?18, version = ?19, \
+                 created_at = ?20, updated_at = ?21 WHERE seq = ?22 AND version = ?23",
+            )
+            .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+            .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
+        if rows != 1 {
+            // Impossible while we hold the write lock; refuse rather than
+            // overwrite whatever changed the row.
+            return Err(Error::Internal(format!(
+                "task {:?} changed under the write lock (expected version {old_version}); nothing was written",
+                t.task.task_id
+            )));
+        }
+    }
+    if let Some(h) = &t.history {
+        insert_history(tx, seq, h)?;
+    }
+    Ok(t.task)
+}
+
+/// Apply `cmd` to the task stored as `seq` inside `tx`.
+fn apply_seq(tx: &Connection, seq: u64, cmd: &Command, ctx: &Context) -> Result<Task> {
+    let (seq, task) = load_seq(tx, seq)?;
+    let t = machine::apply(&task, cmd, ctx)?;
+    commit(tx, seq, task.version, t)
+}
+
+/// Ids of the stale tasks at `now`, oldest expiry first (then creation order).
+const STALE_SQL: &str = "SELECT seq FROM tasks WHERE state = 'running' AND lease_expires_at <= ?1 \
+     ORDER BY lease_expires_at, seq LIMIT ?2";
+
+fn stale_seqs(tx: &Connection, now: Timestamp, limit: i64) -> Result<Vec<u64>> {
+    let mut stmt = tx
+        .prepare_cached(STALE_SQL)
+        .map_err(sql("query stale tasks"))?;
+    let seqs = stmt
+        .query_map(rusqlite::params![now.as_micros(), limit], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(sql("query stale tasks"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql("query stale tasks"))?;
+    Ok(seqs.into_iter().map(|s| s as u64).collect())
+}
+
+/// The unleased claimable candidates of one queue, best first: `(priority, seq)`.
+pub(crate) const CLAIM_UNLEASED_SQL: &str = "SELECT priority, seq FROM tasks \
+     WHERE state IN ('planned', 'dispatched') AND queue = ?1 \
+     ORDER BY priority DESC, seq LIMIT ?2";
+
+/// Expired running tasks of the given queues, best first. `{queues}` is a
+/// placeholder list `?3, ?4, …`.
+fn claim_expired_sql(n_queues: usize) -> String {
+    let qs: Vec<String> = (0..n_queues).map(|i| format!("?{}", i + 3)).collect();
+    format!(
+        "SELECT priority, seq FROM tasks \
+         WHERE state = 'running' AND lease_expires_at <= ?1 AND queue IN ({}) \
+         ORDER BY priority DESC, seq LIMIT ?2",
+        qs.join(", ")
+    )
+}
+
+fn candidates(tx: &Connection, sql_text: &str, params: &[Value]) -> Result<Vec<(i32, u64)>> {
+    let mut stmt = tx
+        .prepare_cached(sql_text)
+        .map_err(sql("query claim candidates"))?;
+    let rows = stmt
+        .query_map(params_from_iter(params.iter()), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(sql("query claim candidates"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql("query claim candidates"))?;
+    rows.into_iter()
+        .map(|(p, s)| {
+            let p = i32::try_from(p)
+                .map_err(|_| Error::Internal(format!("task #{s} has priority {p} outside i32")))?;
+            Ok((p, s as u64))
+        })
+        .collect()
+}
+
+fn saga_owner(tx: &Connection, saga_id: &str) -> Result<Option<String>> {
+    tx.prepare_cached("SELECT task_id FROM tasks WHERE saga_id = ?1")
+        .and_then(|mut s| s.query_row([saga_id], |r| r.get::<_, String>(0)).optional())
+        .map_err(|e| map(e, &format!("look up saga {saga_id:?}")))
+}
+
+impl Store for SqliteStore {
+    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
+        let t = machine::create(new, ctx)?;
+        self.write(|tx| {
+            if load(tx, &t.task.task_id)?.is_some() {
+                return Err(Error::AlreadyExists(format!(
+                    "task {:?} already exists",
+                    t.task.task_id
+                )));
+            }
+            if let Some(other) = saga_owner(tx, &t.task.saga_id)? {
+                return Err(Error::AlreadyExists(format!(
+                    "saga {:?} is already used by task {other:?}",
+                    t.task.saga_id
+                )));
+            }
+            insert(tx, t)
+        })
+    }
+
+    fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
+        self.write(|tx| {
+            let stored = load(tx, &task.task_id)?;
+            let t = machine::put(stored.as_ref().map(|(_, t)| t), task, expected_version, ctx)?;
+            if let Some(other) = saga_owner(tx, &t.task.saga_id)? {
+                if other != t.task.task_id {
+                    return Err(Error::AlreadyExists(format!(
+                        "saga {:?} is already used by task {other:?}",
+                        t.task.saga_id
+                    )));
+                }
+            }
+            match stored {
+                Some((seq, old)) => commit(tx, seq, old.version, t),
+                None => insert(tx, t),
+            }
+        })
+    }
+
+    fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+        self.write(|tx| {
+            let (seq, task) = load(tx, task_id)?.ok_or_else(|| Error::task_not_found(task_id))?;
+            let t = machine::apply(&task, &cmd, ctx)?;
+            commit(tx, seq, task.version, t)
+        })
+    }
+
+    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
+        let (queues, expires_at) = req.check(ctx.at)?;
+        let limit = i64::from(req.limit);
+        self.write(|tx| {
+            let mut best: Vec<(i32, u64)> = Vec::new();
+            for q in &queues {
+                best.extend(candidates(
+                    tx,
+                    CLAIM_UNLEASED_SQL,
+                    &[Value::Text(q.clone()), Value::Integer(limit)],
+                )?);
+            }
+            let mut params = vec![Value::Integer(ctx.at.as_micros()), Value::Integer(limit)];
+            params.extend(queues.iter().map(|q| Value::Text(q.clone())));
+            best.extend(candidates(tx, &claim_expired_sql(queues.len()), &params)?);
+            best.sort_by_key(|(p, s)| (std::cmp::Reverse(*p), *s));
+            best.truncate(req.limit as usize);
+            let cmd = Command::Acquire {
+                owner: req.owner.clone(),
+                expires_at,
+            };
+            best.into_iter()
+                .map(|(_, seq)| apply_seq(tx, seq, &cmd, ctx))
+                .collect()
+        })
+    }
+
+    fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
+        check_max_attempts(max_attempts)?;
+        self.write(|tx| {
+            let seqs = stale_seqs(tx, ctx.at, i64::from(RECLAIM_BATCH_MAX))?;
+            let cmd = Command::Reclaim { max_attempts };
+            seqs.into_iter()
+                .map(|seq| apply_seq(tx, seq, &cmd, ctx))
+                .collect()
+        })
+    }
+
+    fn get(&self, task_id: &str) -> Result<Option<Task>> {
+        self.read(|tx| Ok(load(tx, task_id)?.map(|(_, t)| t)))
+    }
+
+    fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
+        let limit = list_limit(limit)? as usize;
+        let after = decode_cursor(cursor)?;
+        let after = i64::try_from(after)
+            .map_err(|_| Error::InvalidInput(format!("cursor {cursor:?} is out of range")))?;
+        let mut conds = vec!["seq > ?1".to_string()];
+        let mut params = vec![Value::Integer(after)];
+        fn next(v: Value, params: &mut Vec<Value>) -> String {
+            params.push(v);
+            format!("?{}", params.len())
+        }
+        if !filter.states.is_empty() {
+            let ps: Vec<String> = filter
+                .states
+                .iter()
+                .map(|s| next(Value::Text(s.as_str().to_string()), &mut params))
+                .collect();
+            conds.push(format!("state IN ({})", ps.join(", ")));
+        }
+        if let Some(q) = &filter.queue {
+            conds.push(format!(
+                "queue = {}",
+                next(Value::Text(q.clone()), &mut params)
+            ));
+        }
+        if let Some(o) = &filter.owner {
+            conds.push(format!(
+                "lease_owner = {}",
+                next(Value::Text(o.clone()), &mut params)
+            ));
+        }
+        if let Some(now) = filter.stale_at {
+            conds.push(format!(
+                "{IN_FLIGHT} AND lease_expires_at <= {}",
+                next(Value::Integer(now.as_micros()), &mut params)
+            ));
+        }
+        let lim = next(Value::Integer(limit as i64 + 1), &mut params);
+        let sql_text = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {} ORDER BY seq LIMIT {lim}",
+            conds.join(" AND ")
+        );
+        let mut rows = self.read(|tx| query_tasks(tx, &sql_text, &params))?;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|(s, _)| encode_cursor(*s))
+        } else {
+            None
+        };
+        Ok(Page {
+            tasks: rows.into_iter().map(|(_, t)| t).collect(),
+            next_cursor,
+        })
+    }
+
+    fn list_in_flight(&self) -> Result<Vec<Task>> {
+        let sql_text = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {IN_FLIGHT} ORDER BY seq");
+        let rows = self.read(|tx| query_tasks(tx, &sql_text, &[]))?;
+        Ok(rows.into_iter().map(|(_, t)| t).collect())
+    }
+
+    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
+        let sql_text = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'running' AND lease_expires_at <= ?1 \
+             ORDER BY lease_expires_at, seq"
+        );
+        let rows =
+            self.read(|tx| query_tasks(tx, &sql_text, &[Value::Integer(now.as_micros())]))?;
+        Ok(rows.into_iter().map(|(_, t)| t).collect())
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+                .map_err(sql("count tasks"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(sql("count tasks"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sql("count tasks"))?;
+            let mut c = empty_counts();
+            for (state, n) in rows {
+                let st: TaskState = state.parse().map_err(|_| {
+                    Error::Internal(format!("{n} stored tasks have the unknown state {state:?}"))
+                })?;
+                c.insert(st, n as u64);
+            }
+            Ok(c)
+        })
+    }
+
+    fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
+        self.read(|tx| {
+            let seq: i64 = tx
+                .prepare_cached("SELECT seq FROM tasks WHERE task_id = ?1")
+                .and_then(|mut s| s.query_row([task_id], |r| r.get(0)).optional())
+                .map_err(|e| map(e, &format!("look up task {task_id:?}")))?
+                .ok_or_else(|| Error::task_not_found(task_id))?;
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {HISTORY_COLUMNS} FROM history WHERE task_seq = ?1 ORDER BY id"
+                ))
+                .map_err(sql("query history"))?;
+            let raws = stmt
+                .query_map([seq], RawHistory::read)
+                .map_err(|e| map(e, &format!("read the history of task {task_id:?}")))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| map(e, &format!("read the history of task {task_id:?}")))?;
+            raws.into_iter().map(RawHistory::decode).collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SqliteStore>();
+    }
+}

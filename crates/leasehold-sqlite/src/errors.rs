@@ -1,0 +1,61 @@
+//! Mapping SQLite failures onto Leasehold's stable error codes.
+//!
+//! - `SQLITE_BUSY` / `SQLITE_LOCKED` (another connection holds the write lock
+//!   longer than `busy_timeout`) → `unavailable`: retryable, nothing changed.
+//! - A UNIQUE violation on `task_id` / `saga_id` → `already_exists`, naming
+//!   the id. The store checks uniqueness itself before writing (to give the
+//!   same message as the model), so this is a second line of defence.
+//! - Everything else (I/O, corruption, misuse) → `internal`, saying what the
+//!   store was doing.
+
+use leasehold_core::Error;
+use rusqlite::ErrorCode as Code;
+
+/// Map a rusqlite error met while doing `what` (e.g. "load task \"a\"").
+pub fn map(e: rusqlite::Error, what: &str) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        match f.code {
+            Code::DatabaseBusy | Code::DatabaseLocked => {
+                return Error::Unavailable(format!(
+                    "sqlite database is busy (could not {what} within the busy timeout): {e}; retry"
+                ))
+            }
+            Code::DiskFull => {
+                return Error::Unavailable(format!(
+                    "sqlite could not {what}: the disk is full: {e}"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Error::Internal(format!("sqlite failed to {what}: {e}"))
+}
+
+/// A `map_err` adapter: `.map_err(sql("load the task"))`.
+pub fn sql(what: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    move |e| map(e, what)
+}
+
+/// Map an error from writing the row of task `task_id` with saga `saga_id`:
+/// UNIQUE violations become `already_exists` naming the id.
+pub fn write_task(e: rusqlite::Error, task_id: &str, saga_id: &str) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        if f.code == Code::ConstraintViolation {
+            let msg = msg.as_deref().unwrap_or("");
+            if msg.contains("tasks.task_id") {
+                return Error::AlreadyExists(format!("task {task_id:?} already exists"));
+            }
+            if msg.contains("tasks.saga_id") {
+                return Error::AlreadyExists(format!(
+                    "saga {saga_id:?} is already used by another task (writing task {task_id:?})"
+                ));
+            }
+        }
+    }
+    map(e, &format!("write task {task_id:?}"))
+}
+
+/// A stored row that does not decode or breaks an invariant: `internal`.
+pub fn corrupt(task_id: &str, what: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("stored row of task {task_id:?} is corrupt: {what}"))
+}
