@@ -1,0 +1,284 @@
+//! [`HttpStore`]: the [`Store`] seam over HTTP, blocking.
+//!
+//! Everything a local backend does, `HttpStore` asks the server to do: the
+//! server loads, decides with the same state machine and writes atomically.
+//! This type only translates. Where the HTTP contract cannot say exactly what
+//! a `Store` call says, it answers as the model would (see the crate docs'
+//! "What HTTP cannot express").
+
+use std::time::Duration;
+
+use leasehold_core::machine::{self, Command, Context};
+use leasehold_core::{
+    ClaimRequest, Counts, Error, HistoryEntry, ListFilter, NewTask, Page, Result, Store, Task,
+    TaskState, Timestamp,
+};
+use serde::de::DeserializeOwned;
+
+use crate::wire::{self, Call, Method, Reply};
+
+/// Default time limit for one request.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// Default time limit for opening a connection.
+pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
+/// A blocking [`Store`] that talks to a Leasehold server.
+///
+/// Do not call it from inside an async runtime (it runs its own); use
+/// [`crate::Client`] there.
+#[derive(Clone)]
+pub struct HttpStore {
+    http: reqwest::blocking::Client,
+    base: reqwest::Url,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for HttpStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("HttpStore")
+            .field("base", &self.base.as_str())
+            .finish()
+    }
+}
+
+impl HttpStore {
+    /// A store for the server at `url` (e.g. `http://127.0.0.1:8080`),
+    /// authenticating with bearer `token` (empty: no `Authorization` header).
+    pub fn new(url: &str, token: &str) -> Result<HttpStore> {
+        HttpStore::with_timeouts(url, token, REQUEST_TIMEOUT_DEFAULT, CONNECT_TIMEOUT_DEFAULT)
+    }
+
+    /// Like [`HttpStore::new`] with explicit request and connect timeouts.
+    pub fn with_timeouts(
+        url: &str,
+        token: &str,
+        request_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<HttpStore> {
+        let base = wire::parse_base(url)?;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(connect_timeout)
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpStore {
+            http,
+            base,
+            token: (!token.is_empty()).then(|| token.to_string()),
+        })
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    fn send(&self, call: &Call, at: Option<Timestamp>, actor: Option<&str>) -> Result<Reply> {
+        let url = call.url(&self.base)?;
+        let mut req = match call.method {
+            Method::Get => self.http.get(url),
+            Method::Post => self.http.post(url),
+            Method::Put => self.http.put(url),
+        };
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(at) = at {
+            req = req.header(wire::HEADER_AT, at.to_rfc3339());
+        }
+        if let Some(a) = actor {
+            // Header values cannot carry every string; an actor that cannot
+            // travel is simply not sent (the server then uses the token's name).
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(a) {
+                req = req.header(wire::HEADER_ACTOR, v);
+            }
+        }
+        if let Some(b) = &call.body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .map_err(|e| wire::transport_error(call, &self.base, &e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .map_err(|e| wire::transport_error(call, &self.base, &e))?
+            .to_vec();
+        Ok(Reply { status, body })
+    }
+
+    fn call<T: DeserializeOwned>(&self, call: Call, ctx: Option<&Context>) -> Result<T> {
+        let reply = self.send(&call, ctx.map(|c| c.at), ctx.map(|c| c.actor.as_str()))?;
+        wire::decode_some(&call, reply)
+    }
+
+    /// Answer a command that the wire cannot carry exactly (a lease expiry
+    /// outside the server's TTL range) the way the model would: read the
+    /// task and let the state machine judge it. A rejection is returned
+    /// as the model's own error; a command the model would accept is
+    /// `invalid_input` naming the range. Nothing is written either way.
+    fn local_verdict(
+        &self,
+        task_id: &str,
+        cmd: &Command,
+        ctx: &Context,
+        wire_err: Error,
+    ) -> Result<Task> {
+        let task = self
+            .get(task_id)?
+            .ok_or_else(|| Error::task_not_found(task_id))?;
+        machine::apply(&task, cmd, ctx)?;
+        Err(wire_err)
+    }
+}
+
+impl Store for HttpStore {
+    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
+        self.call(wire::create(&new), Some(ctx))
+    }
+
+    fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
+        // The path carries the id, so a malformed id must not reach the
+        // router (it would answer a bare 404); the model says invalid_input.
+        leasehold_core::validate::id("task_id", &task.task_id)?;
+        self.call(wire::put(&task, expected_version)?, Some(ctx))
+    }
+
+    fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+        if task_id.is_empty() {
+            return Err(Error::task_not_found(task_id));
+        }
+        let call = match &cmd {
+            Command::Dispatch => wire::dispatch(task_id),
+            Command::Acquire { owner, expires_at } => {
+                match wire::ttl_ms_between(ctx.at, *expires_at) {
+                    Ok(ms) => wire::lease(task_id, owner, ms),
+                    Err(e) => {
+                        // The model validates the owner and expiry before
+                        // anything else; keep that order.
+                        leasehold_core::validate::owner(owner)?;
+                        return self.local_verdict(task_id, &cmd, ctx, e);
+                    }
+                }
+            }
+            Command::Heartbeat { fence, expires_at } => {
+                match wire::ttl_ms_between(ctx.at, *expires_at) {
+                    Ok(ms) => wire::heartbeat(task_id, fence, ms),
+                    Err(e) => return self.local_verdict(task_id, &cmd, ctx, e),
+                }
+            }
+            Command::Release { fence } => wire::release(task_id, fence),
+            Command::Complete { reason, fence } => {
+                wire::finish(task_id, false, reason.as_deref(), fence.as_ref())
+            }
+            Command::Compensate { reason, fence } => {
+                wire::finish(task_id, true, reason.as_deref(), fence.as_ref())
+            }
+            Command::Fail {
+                reason,
+                compensation,
+                fence,
+            } => wire::fail(task_id, reason, compensation.as_ref(), fence.as_ref()),
+            Command::Quarantine { reason, fence } => {
+                wire::quarantine(task_id, reason, fence.as_ref())
+            }
+            Command::Annotate { author, note } => wire::annotate(task_id, author, note),
+            Command::RecordCompensation {
+                index,
+                status,
+                detail,
+            } => wire::record_compensation(task_id, *index, *status, detail.as_deref()),
+            Command::Reclaim { .. } => {
+                return Err(Error::InvalidInput(format!(
+                    "reclaiming the single task {task_id:?} is not part of the HTTP API; call reclaim, which reclaims every stale task"
+                )))
+            }
+            // `Command` may grow; a new command without a route is a client bug.
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(Error::Internal(format!(
+                    "command {} on task {task_id:?} has no HTTP route in this client",
+                    other.name()
+                )))
+            }
+        };
+        self.call(call, Some(ctx))
+    }
+
+    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
+        // Same validation, same messages as every other backend.
+        req.check(ctx.at)?;
+        let ttl_ms = wire::ttl_ms_of(req.ttl)?;
+        self.call(wire::claim(req, ttl_ms), Some(ctx))
+    }
+
+    fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
+        leasehold_core::memory::check_max_attempts(max_attempts)?;
+        self.call(wire::reclaim(max_attempts), Some(ctx))
+    }
+
+    fn get(&self, task_id: &str) -> Result<Option<Task>> {
+        if task_id.is_empty() {
+            return Ok(None);
+        }
+        let call = wire::get(task_id);
+        let reply = self.send(&call, None, None)?;
+        wire::decode(&call, reply)
+    }
+
+    fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
+        leasehold_core::store::list_limit(limit)?;
+        self.call(wire::list(filter, cursor, limit), None)
+    }
+
+    fn list_in_flight(&self) -> Result<Vec<Task>> {
+        // No route of its own: page through `list` filtered to the
+        // non-terminal states. Pages follow the creation sequence, so the
+        // order is the model's; under concurrent writes a task that changes
+        // state between two pages may be missed or included (see crate docs).
+        let filter = ListFilter {
+            states: TaskState::ALL
+                .into_iter()
+                .filter(|s| !s.is_terminal())
+                .collect(),
+            ..ListFilter::default()
+        };
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list(
+                &filter,
+                cursor.as_deref(),
+                Some(leasehold_core::limits::LIST_LIMIT_MAX),
+            )?;
+            out.extend(page.tasks);
+            match page.next_cursor {
+                Some(c) if Some(&c) != cursor.as_ref() => cursor = Some(c),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
+        // `now` travels as the operation time; a server that does not trust
+        // client clocks answers for its own `now` instead.
+        let call = wire::stale();
+        let reply = self.send(&call, Some(now), None)?;
+        wire::decode_some(&call, reply)
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        let got: Counts = self.call(wire::counts(), None)?;
+        let mut all = leasehold_core::store::empty_counts();
+        all.extend(got);
+        Ok(all)
+    }
+
+    fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
+        if task_id.is_empty() {
+            return Err(Error::task_not_found(task_id));
+        }
+        self.call(wire::history(task_id), None)
+    }
+}

@@ -1,0 +1,607 @@
+//! The worker runtime: claim tasks, run a handler, keep the lease alive, and
+//! finish the task with its fence.
+//!
+//! For each claimed task the runtime spawns the handler and, beside it, a
+//! heartbeat loop that extends the lease every `heartbeat_every` (default:
+//! a third of the TTL). When a heartbeat says the lease is gone
+//! (`lease_conflict`, `terminal`, `not_found`, or no heartbeat reached the
+//! server for a whole TTL), the handler's [`Job::cancel`] token fires and the
+//! handler future is dropped: nothing is written for that task, because
+//! someone else owns it now. Otherwise the handler's `Ok` completes the task
+//! and its `Err` fails it, always presenting the lease's fence, so a late
+//! worker can never overwrite a newer owner's work.
+//!
+//! Concurrency is bounded by a semaphore: the worker never claims more tasks
+//! than it has free slots. [`WorkerHandle::shutdown`] stops claiming and waits
+//! for the handlers in flight; [`WorkerHandle::abort`] also cancels them and
+//! gives their leases back.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leasehold_core::{ClaimRequest, Error, ErrorCode, Fence, NewCompensation, Task, TaskState};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+
+/// Most tasks one claim asks for, whatever the concurrency.
+pub const CLAIM_BATCH_MAX: usize = 32;
+/// How often an idle worker asks for work, by default.
+pub const POLL_EVERY_DEFAULT: Duration = Duration::from_secs(1);
+/// How many times a final write (complete, fail, release) is retried when the
+/// server is unavailable.
+pub const FINAL_WRITE_RETRIES_MAX: u32 = 3;
+
+/// How a [`Worker`] claims and runs tasks.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The lease owner this worker claims as (unique per worker process).
+    pub owner: String,
+    /// Queues to claim from; empty means `default`.
+    pub queues: Vec<String>,
+    /// Lease TTL asked for on claim and on every heartbeat.
+    pub ttl: Duration,
+    /// Most handlers running at once (at least 1).
+    pub concurrency: usize,
+    /// Time between heartbeats; `None` means a third of `ttl`.
+    pub heartbeat_every: Option<Duration>,
+    /// Wait after a claim that found nothing (or failed) before the next one.
+    pub poll_every: Duration,
+    /// The compensation recorded when a handler fails without giving one.
+    /// Without either, failing a task that has no compensation is refused by
+    /// the server (`lease_conflict`) and the task stays leased until reclaimed.
+    pub default_compensation: Option<NewCompensation>,
+}
+
+impl WorkerConfig {
+    /// A configuration with defaults: concurrency 1, heartbeat every TTL/3,
+    /// poll every [`POLL_EVERY_DEFAULT`], no default compensation.
+    pub fn new(owner: impl Into<String>, queues: Vec<String>, ttl: Duration) -> WorkerConfig {
+        WorkerConfig {
+            owner: owner.into(),
+            queues,
+            ttl,
+            concurrency: 1,
+            heartbeat_every: None,
+            poll_every: POLL_EVERY_DEFAULT,
+            default_compensation: None,
+        }
+    }
+
+    /// The heartbeat period in force.
+    pub fn heartbeat_period(&self) -> Duration {
+        self.heartbeat_every.unwrap_or(self.ttl / 3)
+    }
+
+    /// Check the configuration before any request is sent.
+    pub fn check(&self) -> leasehold_core::Result<()> {
+        leasehold_core::validate::owner(&self.owner)?;
+        crate::wire::ttl_ms_of(self.ttl)?;
+        if self.concurrency == 0 {
+            return Err(Error::InvalidInput(
+                "worker concurrency must be at least 1".into(),
+            ));
+        }
+        let hb = self.heartbeat_period();
+        if hb.is_zero() || hb >= self.ttl {
+            return Err(Error::InvalidInput(format!(
+                "worker heartbeat period {hb:?} must be positive and shorter than the lease ttl {:?}",
+                self.ttl
+            )));
+        }
+        if let Some(c) = &self.default_compensation {
+            leasehold_core::validate::new_compensation(c)?;
+        }
+        ClaimRequest {
+            owner: self.owner.clone(),
+            queues: self.queues.clone(),
+            ttl: self.ttl,
+            limit: 1,
+        }
+        .check(leasehold_core::Timestamp::EPOCH)?;
+        Ok(())
+    }
+}
+
+/// One claimed task handed to a handler.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The task as claimed (state `running`, leased to this worker).
+    pub task: Task,
+    /// The lease's fence; the runtime presents it on every write.
+    pub fence: Fence,
+    /// Fires when the lease is lost or the worker aborts. The runtime drops
+    /// the handler's future then; handlers that spawn their own work should
+    /// watch this token too.
+    pub cancel: CancellationToken,
+    /// The worker's client, e.g. for notes (`annotate`) while working.
+    pub client: Client,
+}
+
+/// A handler's success: the task is completed with this reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Done {
+    /// The terminal reason recorded on the task.
+    pub reason: Option<String>,
+}
+
+impl Done {
+    /// Success without a reason.
+    pub fn new() -> Done {
+        Done::default()
+    }
+
+    /// Success with a reason.
+    pub fn because(reason: impl Into<String>) -> Done {
+        Done {
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// A handler's failure: the task is failed with this reason, recording the
+/// compensation (or the worker's default one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Why it failed (required, non-empty).
+    pub reason: String,
+    /// The cleanup the failure needs; `None` falls back to the configured default.
+    pub compensation: Option<NewCompensation>,
+}
+
+impl Failure {
+    /// A failure without its own compensation.
+    pub fn new(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            compensation: None,
+        }
+    }
+
+    /// Attach the compensation this failure needs.
+    pub fn with_compensation(mut self, c: NewCompensation) -> Failure {
+        self.compensation = Some(c);
+        self
+    }
+}
+
+/// What a handler returns.
+pub type HandlerResult = std::result::Result<Done, Failure>;
+
+/// The work a [`Worker`] does for each task. Any
+/// `Fn(Job) -> impl Future<Output = HandlerResult>` closure is a handler.
+pub trait Handler: Send + Sync + 'static {
+    /// Do the task's work.
+    fn handle(&self, job: Job) -> impl Future<Output = HandlerResult> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Job) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    fn handle(&self, job: Job) -> impl Future<Output = HandlerResult> + Send {
+        self(job)
+    }
+}
+
+/// How one claimed task ended, as seen by the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler succeeded and the task is `completed`.
+    Completed(Task),
+    /// The handler failed and the task is `failed` with its compensation.
+    Failed(Task),
+    /// The lease was lost while the handler ran: the handler was cancelled
+    /// and nothing was written.
+    LeaseLost {
+        /// The task.
+        task_id: String,
+        /// The lease that was lost.
+        fence: Fence,
+        /// What the heartbeat was told.
+        error: Error,
+    },
+    /// The handler finished but the server refused the final write
+    /// (complete, fail or release), e.g. the fence is no longer current.
+    WriteRejected {
+        /// The task.
+        task_id: String,
+        /// The fence presented.
+        fence: Fence,
+        /// The server's answer.
+        error: Error,
+    },
+    /// The worker stopped before the task ran (or aborted it) and gave the
+    /// lease back: the task is `dispatched` again.
+    Released(Task),
+}
+
+impl Outcome {
+    /// The task this outcome is about.
+    pub fn task_id(&self) -> &str {
+        match self {
+            Outcome::Completed(t) | Outcome::Failed(t) | Outcome::Released(t) => &t.task_id,
+            Outcome::LeaseLost { task_id, .. } | Outcome::WriteRejected { task_id, .. } => task_id,
+        }
+    }
+}
+
+/// Counts of what a worker did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Tasks claimed.
+    pub claimed: u64,
+    /// Tasks completed.
+    pub completed: u64,
+    /// Tasks failed.
+    pub failed: u64,
+    /// Handlers cancelled because their lease was lost.
+    pub lease_lost: u64,
+    /// Final writes the server refused.
+    pub write_rejected: u64,
+    /// Leases given back.
+    pub released: u64,
+}
+
+impl WorkerStats {
+    fn count(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Completed(_) => self.completed += 1,
+            Outcome::Failed(_) => self.failed += 1,
+            Outcome::LeaseLost { .. } => self.lease_lost += 1,
+            Outcome::WriteRejected { .. } => self.write_rejected += 1,
+            Outcome::Released(_) => self.released += 1,
+        }
+    }
+}
+
+/// Claims tasks and runs a [`Handler`] on each. See the module docs.
+pub struct Worker<H: Handler> {
+    client: Client,
+    config: Arc<WorkerConfig>,
+    handler: Arc<H>,
+    outcomes: Option<mpsc::UnboundedSender<Outcome>>,
+}
+
+/// A running worker's controls.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    join: tokio::task::JoinHandle<WorkerStats>,
+}
+
+impl WorkerHandle {
+    /// Stop claiming, wait for the handlers in flight to finish, return the counts.
+    pub async fn shutdown(self) -> WorkerStats {
+        self.stop.cancel();
+        self.join.await.unwrap_or_default()
+    }
+
+    /// Stop claiming, cancel the handlers in flight and give their leases
+    /// back, return the counts.
+    pub async fn abort(self) -> WorkerStats {
+        self.stop.cancel();
+        self.abort.cancel();
+        self.join.await.unwrap_or_default()
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    /// A worker that claims with `client` as configured and runs `handler`.
+    /// The configuration is checked here, before any request.
+    pub fn new(
+        client: Client,
+        config: WorkerConfig,
+        handler: H,
+    ) -> leasehold_core::Result<Worker<H>> {
+        config.check()?;
+        Ok(Worker {
+            client,
+            config: Arc::new(config),
+            handler: Arc::new(handler),
+            outcomes: None,
+        })
+    }
+
+    /// Also send every task's [`Outcome`] to `tx` (for tests and metrics).
+    pub fn with_outcomes(mut self, tx: mpsc::UnboundedSender<Outcome>) -> Worker<H> {
+        self.outcomes = Some(tx);
+        self
+    }
+
+    /// Run on the current tokio runtime until stopped through the handle.
+    pub fn spawn(self) -> WorkerHandle {
+        let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let join = tokio::spawn(self.run(stop.clone(), abort.clone()));
+        WorkerHandle { stop, abort, join }
+    }
+
+    /// Run until `stop` fires (then finish the handlers in flight), or
+    /// `abort` fires (then cancel them and release their leases).
+    pub async fn run(self, stop: CancellationToken, abort: CancellationToken) -> WorkerStats {
+        let cfg = self.config.clone();
+        let slots = Arc::new(Semaphore::new(cfg.concurrency));
+        let mut running: JoinSet<Outcome> = JoinSet::new();
+        let mut stats = WorkerStats::default();
+        let record = |stats: &mut WorkerStats, o: Outcome| {
+            stats.count(&o);
+            if let Some(tx) = &self.outcomes {
+                let _ = tx.send(o);
+            }
+        };
+        loop {
+            while let Some(done) = running.try_join_next() {
+                if let Ok(o) = done {
+                    record(&mut stats, o);
+                }
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            let first = tokio::select! {
+                _ = stop.cancelled() => break,
+                p = slots.clone().acquire_owned() => p.expect("the slot semaphore is never closed"),
+            };
+            let mut permits = vec![first];
+            while permits.len() < CLAIM_BATCH_MAX {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let req = ClaimRequest {
+                owner: cfg.owner.clone(),
+                queues: cfg.queues.clone(),
+                ttl: cfg.ttl,
+                limit: permits.len() as u32,
+            };
+            // Never drop a claim in flight: the server may already have
+            // leased the tasks, and we must learn which to run or release.
+            let claimed = self.client.claim(&req).await;
+            let idle = match claimed {
+                Ok(tasks) => {
+                    stats.claimed += tasks.len() as u64;
+                    let idle = tasks.is_empty();
+                    for task in tasks {
+                        let fence = Fence::new(cfg.owner.clone(), task.lease_token);
+                        if stop.is_cancelled() {
+                            let o = release(&self.client, &task.task_id, &fence).await;
+                            record(&mut stats, o);
+                            continue;
+                        }
+                        let permit = permits
+                            .pop()
+                            .expect("claimed at most as many tasks as slots");
+                        let run = run_one(
+                            self.client.clone(),
+                            cfg.clone(),
+                            self.handler.clone(),
+                            task,
+                            fence,
+                            abort.child_token(),
+                        );
+                        running.spawn(async move {
+                            let o = run.await;
+                            drop(permit);
+                            o
+                        });
+                    }
+                    idle
+                }
+                Err(e) => {
+                    tracing::warn!(owner = %cfg.owner, error = %e, "claim failed");
+                    true
+                }
+            };
+            drop(permits);
+            if idle {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(cfg.poll_every) => {}
+                }
+            }
+        }
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok(o) => record(&mut stats, o),
+                Err(e) => tracing::error!(error = %e, "a task runner panicked"),
+            }
+        }
+        stats
+    }
+}
+
+/// Whether a heartbeat error means the lease is gone for good.
+fn lease_is_gone(e: &Error) -> bool {
+    !matches!(e.code(), ErrorCode::Unavailable | ErrorCode::Internal)
+}
+
+/// Extend the lease every period until `stop` fires (`None`) or the lease is
+/// lost (`Some(error)`, after firing `lost`).
+async fn heartbeat_loop(
+    client: Client,
+    task_id: String,
+    fence: Fence,
+    ttl: Duration,
+    every: Duration,
+    lost: CancellationToken,
+    stop: CancellationToken,
+) -> Option<Error> {
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let r = tokio::select! {
+            _ = stop.cancelled() => return None,
+            r = client.heartbeat(&task_id, &fence, ttl) => r,
+        };
+        match r {
+            Ok(_) => last_ok = Instant::now(),
+            Err(e) if lease_is_gone(&e) => {
+                tracing::info!(task_id = %task_id, token = fence.token, error = %e, "lease lost; cancelling the handler");
+                lost.cancel();
+                return Some(e);
+            }
+            Err(e) => {
+                tracing::warn!(task_id = %task_id, error = %e, "heartbeat failed; retrying");
+                if last_ok.elapsed() >= ttl {
+                    let e = Error::Unavailable(format!(
+                        "no heartbeat for task {task_id:?} reached the server for {ttl:?}; the lease (token {}) may have expired: {e}",
+                        fence.token
+                    ));
+                    lost.cancel();
+                    return Some(e);
+                }
+            }
+        }
+    }
+}
+
+async fn run_one<H: Handler>(
+    client: Client,
+    cfg: Arc<WorkerConfig>,
+    handler: Arc<H>,
+    task: Task,
+    fence: Fence,
+    cancel: CancellationToken,
+) -> Outcome {
+    let task_id = task.task_id.clone();
+    let hb_stop = CancellationToken::new();
+    // The handler's token fires on abort (it is a child of the worker's abort
+    // token) and when the heartbeat loop finds the lease lost.
+    let job_cancel = cancel;
+    let hb = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        task_id.clone(),
+        fence.clone(),
+        cfg.ttl,
+        cfg.heartbeat_period(),
+        job_cancel.clone(),
+        hb_stop.clone(),
+    ));
+    let job = Job {
+        task,
+        fence: fence.clone(),
+        cancel: job_cancel.clone(),
+        client: client.clone(),
+    };
+    let result = tokio::select! {
+        biased;
+        _ = job_cancel.cancelled() => None,
+        r = handler.handle(job) => Some(r),
+    };
+    hb_stop.cancel();
+    let lost_err = hb.await.unwrap_or(None);
+    if let Some(error) = lost_err {
+        // Someone else may own the task now: write nothing.
+        return Outcome::LeaseLost {
+            task_id,
+            fence,
+            error,
+        };
+    }
+    match result {
+        None => release(&client, &task_id, &fence).await,
+        Some(Ok(done)) => {
+            let r = final_write(&client, &task_id, &fence, TaskState::Completed, || {
+                client.complete(&task_id, done.reason.as_deref(), Some(&fence))
+            })
+            .await;
+            match r {
+                Ok(t) => Outcome::Completed(t),
+                Err(error) => Outcome::WriteRejected {
+                    task_id,
+                    fence,
+                    error,
+                },
+            }
+        }
+        Some(Err(failure)) => {
+            let compensation = failure
+                .compensation
+                .or_else(|| cfg.default_compensation.clone());
+            let r = final_write(&client, &task_id, &fence, TaskState::Failed, || {
+                client.fail(
+                    &task_id,
+                    &failure.reason,
+                    compensation.as_ref(),
+                    Some(&fence),
+                )
+            })
+            .await;
+            match r {
+                Ok(t) => Outcome::Failed(t),
+                Err(error) => Outcome::WriteRejected {
+                    task_id,
+                    fence,
+                    error,
+                },
+            }
+        }
+    }
+}
+
+/// A fenced final write, retried while the server is unavailable. If a retry
+/// finds the task already in `target` under our fence, the earlier attempt
+/// landed and only its reply was lost: that is success.
+async fn final_write<F, Fut>(
+    client: &Client,
+    task_id: &str,
+    fence: &Fence,
+    target: TaskState,
+    write: F,
+) -> leasehold_core::Result<Task>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = leasehold_core::Result<Task>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Ok(t) => return Ok(t),
+            Err(e) if e.is_retryable() && attempt < FINAL_WRITE_RETRIES_MAX => {
+                attempt += 1;
+                tracing::warn!(task_id, attempt, error = %e, "final write failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(e) if attempt > 0 && e.code() == ErrorCode::Terminal => {
+                return match client.get(task_id).await {
+                    Ok(Some(t))
+                        if t.state == target
+                            && t.lease_token == fence.token
+                            && t.lease_owner.as_deref() == Some(fence.owner.as_str()) =>
+                    {
+                        Ok(t)
+                    }
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn release(client: &Client, task_id: &str, fence: &Fence) -> Outcome {
+    match final_write(client, task_id, fence, TaskState::Dispatched, || {
+        client.release(task_id, fence)
+    })
+    .await
+    {
+        Ok(t) => Outcome::Released(t),
+        Err(error) => Outcome::WriteRejected {
+            task_id: task_id.to_string(),
+            fence: fence.clone(),
+            error,
+        },
+    }
+}
