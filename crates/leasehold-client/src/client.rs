@@ -100,8 +100,8 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        if let Some(clock) = &self.clock {
-            req = req.header(wire::HEADER_AT, clock().to_rfc3339());
+        if let Some(at) = call.at.or_else(|| self.clock.as_ref().map(|c| c())) {
+            req = req.header(wire::HEADER_AT, at.to_rfc3339());
         }
         if let Some(a) = &self.actor {
             if let Ok(v) = reqwest::header::HeaderValue::from_str(a) {

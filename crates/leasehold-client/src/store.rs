@@ -15,7 +15,7 @@ use leasehold_core::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::wire::{self, Call, Method, Reply};
+use crate::wire::{self, Call, Method, Reply, Until};
 
 /// Default time limit for one request.
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
@@ -31,6 +31,7 @@ pub struct HttpStore {
     http: reqwest::blocking::Client,
     base: reqwest::Url,
     token: Option<String>,
+    exact_expiry: bool,
 }
 
 impl std::fmt::Debug for HttpStore {
@@ -66,7 +67,18 @@ impl HttpStore {
             http,
             base,
             token: (!token.is_empty()).then(|| token.to_string()),
+            exact_expiry: false,
         })
+    }
+
+    /// TEST ONLY: send lease expiries as the exact `expires_at` instant
+    /// instead of a millisecond `ttl_ms`. Only a server in its
+    /// `trust_client_clock` mode accepts that (others answer
+    /// `invalid_input`); with it, `HttpStore` reproduces the model to the
+    /// microsecond, which is what the conformance suite checks.
+    pub fn with_exact_expiry(mut self) -> HttpStore {
+        self.exact_expiry = true;
+        self
     }
 
     /// The server's base URL.
@@ -84,7 +96,7 @@ impl HttpStore {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        if let Some(at) = at {
+        if let Some(at) = call.at.or(at) {
             req = req.header(wire::HEADER_AT, at.to_rfc3339());
         }
         if let Some(a) = actor {
@@ -151,6 +163,12 @@ impl Store for HttpStore {
         }
         let call = match &cmd {
             Command::Dispatch => wire::dispatch(task_id),
+            Command::Acquire { owner, expires_at } if self.exact_expiry => {
+                wire::lease_until(task_id, owner, Until::Instant(*expires_at))
+            }
+            Command::Heartbeat { fence, expires_at } if self.exact_expiry => {
+                wire::heartbeat_until(task_id, fence, Until::Instant(*expires_at))
+            }
             Command::Acquire { owner, expires_at } => {
                 match wire::ttl_ms_between(ctx.at, *expires_at) {
                     Ok(ms) => wire::lease(task_id, owner, ms),
@@ -208,9 +226,13 @@ impl Store for HttpStore {
 
     fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
         // Same validation, same messages as every other backend.
-        req.check(ctx.at)?;
-        let ttl_ms = wire::ttl_ms_of(req.ttl)?;
-        self.call(wire::claim(req, ttl_ms), Some(ctx))
+        let (_, expires_at) = req.check(ctx.at)?;
+        let call = if self.exact_expiry {
+            wire::claim_until(req, Until::Instant(expires_at))
+        } else {
+            wire::claim(req, wire::ttl_ms_of(req.ttl)?)
+        };
+        self.call(call, Some(ctx))
     }
 
     fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
@@ -229,6 +251,7 @@ impl Store for HttpStore {
 
     fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
         leasehold_core::store::list_limit(limit)?;
+        // A `stale_at` filter sets the call's own time (see `wire::list`).
         self.call(wire::list(filter, cursor, limit), None)
     }
 

@@ -50,6 +50,9 @@ pub(crate) struct Call {
     pub query: Vec<(&'static str, String)>,
     pub body: Option<Value>,
     pub on_404: On404,
+    /// An operation time this call itself implies (a list's `stale_at`); it
+    /// wins over the caller's context time.
+    pub at: Option<Timestamp>,
 }
 
 impl Call {
@@ -60,6 +63,7 @@ impl Call {
             query: Vec::new(),
             body: None,
             on_404: On404::Error,
+            at: None,
         }
     }
 
@@ -188,13 +192,52 @@ pub(crate) fn dispatch(task_id: &str) -> Call {
 }
 
 pub(crate) fn lease(task_id: &str, owner: &str, ttl_ms: u64) -> Call {
-    Call::task(Method::Post, task_id, &["lease"]).body(json!({"owner": owner, "ttl_ms": ttl_ms}))
+    lease_until(task_id, owner, Until::TtlMs(ttl_ms))
+}
+
+/// How a lease's end travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// `ttl_ms` from the server's time (production).
+    TtlMs(u64),
+    /// `expires_at`, accepted only by a `trust_client_clock` server (tests).
+    Instant(Timestamp),
+}
+
+impl Until {
+    fn put_into(self, body: &mut Map<String, Value>) {
+        match self {
+            Until::TtlMs(ms) => body.insert("ttl_ms".into(), json!(ms)),
+            Until::Instant(t) => body.insert("expires_at".into(), json!(t)),
+        };
+    }
+}
+
+pub(crate) fn lease_until(task_id: &str, owner: &str, until: Until) -> Call {
+    let mut body = Map::new();
+    body.insert("owner".into(), json!(owner));
+    until.put_into(&mut body);
+    Call::task(Method::Post, task_id, &["lease"]).body(Value::Object(body))
+}
+
+pub(crate) fn heartbeat_until(task_id: &str, fence: &Fence, until: Until) -> Call {
+    let mut body = Map::new();
+    fence_into(&mut body, Some(fence));
+    until.put_into(&mut body);
+    Call::task(Method::Post, task_id, &["heartbeat"]).body(Value::Object(body))
+}
+
+pub(crate) fn claim_until(req: &ClaimRequest, until: Until) -> Call {
+    let mut body = Map::new();
+    body.insert("owner".into(), json!(req.owner));
+    body.insert("queues".into(), json!(req.queues));
+    body.insert("limit".into(), json!(req.limit));
+    until.put_into(&mut body);
+    Call::new(Method::Post, &["claim"]).body(Value::Object(body))
 }
 
 pub(crate) fn heartbeat(task_id: &str, fence: &Fence, ttl_ms: u64) -> Call {
-    Call::task(Method::Post, task_id, &["heartbeat"]).body(json!({
-        "owner": fence.owner, "token": fence.token, "ttl_ms": ttl_ms
-    }))
+    heartbeat_until(task_id, fence, Until::TtlMs(ttl_ms))
 }
 
 pub(crate) fn release(task_id: &str, fence: &Fence) -> Call {
@@ -264,9 +307,7 @@ pub(crate) fn record_compensation(
 }
 
 pub(crate) fn claim(req: &ClaimRequest, ttl_ms: u64) -> Call {
-    Call::new(Method::Post, &["claim"]).body(json!({
-        "owner": req.owner, "queues": req.queues, "ttl_ms": ttl_ms, "limit": req.limit
-    }))
+    claim_until(req, Until::TtlMs(ttl_ms))
 }
 
 pub(crate) fn reclaim(max_attempts: u32) -> Call {
@@ -294,7 +335,10 @@ pub(crate) fn list(filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>
         c.query.push(("owner", o.clone()));
     }
     if let Some(at) = filter.stale_at {
-        c.query.push(("stale", at.to_rfc3339()));
+        // The API filters "stale now"; `now` travels as the operation time,
+        // which a server honours only in `trust_client_clock` mode.
+        c.query.push(("stale", "true".to_string()));
+        c.at = Some(at);
     }
     if let Some(l) = limit {
         c.query.push(("limit", l.to_string()));
