@@ -28,6 +28,7 @@ use leasehold_core::Store;
 
 pub mod support;
 
+pub mod model;
 pub mod seed;
 
 /// How the suite gets stores from a backend.
@@ -110,5 +111,27 @@ macro_rules! __conformance_emit {
                 )*
             }
         )*
+    };
+}
+
+/// Expands to the seeded model-based property test (module `model_based`):
+/// random operation sequences applied to a fresh in-memory model and to the
+/// backend built from `$harness` must agree step for step. Quick tier by
+/// default (64 seeds x 200 ops); `LEASEHOLD_MODEL_CASES`,
+/// `LEASEHOLD_MODEL_STEPS` and `LEASEHOLD_MODEL_SEED` (replay one seed)
+/// change that. A failure panics with the seed, the step and the operation.
+#[macro_export]
+macro_rules! model_tests {
+    ($harness:expr) => {
+        mod model_based {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn model_agrees_with_memory() {
+                let harness = $harness;
+                $crate::model::run(&harness, env!("CARGO_PKG_NAME"));
+            }
+        }
     };
 }

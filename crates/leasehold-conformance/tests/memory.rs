@@ -23,3 +23,120 @@ impl Harness for MemoryHarness {
 }
 
 leasehold_conformance::conformance_tests!(MemoryHarness);
+leasehold_conformance::model_tests!(MemoryHarness);
+
+/// Self-tests: the suite must be able to fail. A backend with one plausible
+/// bug (re-acquiring an active lease by the same owner returns Ok without a
+/// new token) must be caught by the conformance scenario and the model test.
+mod self_test {
+    use std::sync::Arc;
+
+    use leasehold_conformance::Harness;
+    use leasehold_core::memory::MemoryStore;
+    use leasehold_core::*;
+
+    /// The in-memory store with a re-entrant `acquire_lease` bug.
+    struct Reentrant(Arc<MemoryStore>);
+
+    impl Store for Reentrant {
+        fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
+            self.0.create(new, ctx)
+        }
+        fn put(&self, task: Task, v: Option<u64>, ctx: &Context) -> Result<Task> {
+            self.0.put(task, v, ctx)
+        }
+        fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+            if let Command::Acquire { owner, .. } = &cmd {
+                if let Some(t) = self.0.get(task_id)? {
+                    if t.has_active_lease(ctx.at) && t.lease_owner.as_ref() == Some(owner) {
+                        return Ok(t);
+                    }
+                }
+            }
+            self.0.apply(task_id, cmd, ctx)
+        }
+        fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
+            self.0.claim(req, ctx)
+        }
+        fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
+            self.0.reclaim(max_attempts, ctx)
+        }
+        fn get(&self, task_id: &str) -> Result<Option<Task>> {
+            self.0.get(task_id)
+        }
+        fn list(&self, f: &ListFilter, c: Option<&str>, l: Option<u32>) -> Result<Page> {
+            self.0.list(f, c, l)
+        }
+        fn list_in_flight(&self) -> Result<Vec<Task>> {
+            self.0.list_in_flight()
+        }
+        fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
+            self.0.list_stale(now)
+        }
+        fn counts(&self) -> Result<Counts> {
+            self.0.counts()
+        }
+        fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
+            self.0.history(task_id)
+        }
+    }
+
+    struct BrokenHarness;
+
+    impl Harness for BrokenHarness {
+        type S = Arc<Reentrant>;
+        fn fresh(&self) -> Self::S {
+            Arc::new(Reentrant(Arc::new(MemoryStore::new())))
+        }
+        fn reopen(&self, store: Self::S) -> Self::S {
+            store
+        }
+        fn another(&self, store: &Self::S) -> Self::S {
+            Arc::clone(store)
+        }
+    }
+
+    #[test]
+    fn scenario_catches_reentrant_acquire() {
+        let caught = std::panic::catch_unwind(|| {
+            leasehold_conformance::seed::s04_lease_race_loser_gets_conflict(&BrokenHarness)
+        });
+        assert!(caught.is_err(), "s04 passed against a broken backend");
+    }
+
+    #[test]
+    fn model_catches_reentrant_acquire() {
+        let failure = leasehold_conformance::model::run_cases(&BrokenHarness, 0..64, 200)
+            .expect_err("the model test passed against a broken backend");
+        let text = failure.to_string();
+        assert!(text.contains("acquire_lease disagrees"), "{text}");
+        assert!(
+            text.contains(&format!("LEASEHOLD_MODEL_SEED={}", failure.seed)),
+            "{text}"
+        );
+        // The failure replays from its seed alone.
+        let again = leasehold_conformance::model::run_seed(&BrokenHarness, failure.seed, 200)
+            .expect_err("replaying the failing seed must fail again");
+        assert_eq!(again.step, failure.step);
+    }
+
+    #[test]
+    fn model_coverage_is_broad() {
+        struct Plain;
+        impl Harness for Plain {
+            type S = Arc<MemoryStore>;
+            fn fresh(&self) -> Self::S {
+                Arc::new(MemoryStore::new())
+            }
+            fn reopen(&self, store: Self::S) -> Self::S {
+                store
+            }
+            fn another(&self, store: &Self::S) -> Self::S {
+                Arc::clone(store)
+            }
+        }
+        let cov = leasehold_conformance::model::run_cases(&Plain, 0..64, 200).unwrap();
+        eprintln!("{cov:#?}");
+        cov.assert_meaningful();
+    }
+}
