@@ -1,3 +1,600 @@
 //! # leasehold-postgres
 //!
-//! Leasehold's PostgreSQL backend: all atomicity in the database, for fleets that outgrow one machine.
+//! Leasehold's PostgreSQL backend: all atomicity in the database, for fleets
+//! that outgrow one machine. Any number of Leasehold processes (servers, CLIs,
+//! libraries) may share one database; they coordinate only through it.
+//!
+//! ## Design
+//!
+//! The rules live in [`leasehold_core::machine`]; this crate only makes each
+//! read-decide-write step atomic, in one short transaction per operation:
+//!
+//! 1. load the task with `SELECT … FOR UPDATE` (its row is now ours until
+//!    commit; a concurrent writer of the same task waits, then reads the
+//!    committed result),
+//! 2. call the pure state machine,
+//! 3. write the new task with `UPDATE … WHERE seq = $ AND version = $` (a
+//!    conditional write: a row that changed anyway makes the whole operation
+//!    run again) and its history entry in the same transaction.
+//!
+//! `claim` and `reclaim` select their candidates with
+//! `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait on each other
+//! and never take the same task; every candidate still goes through the state
+//! machine. Fencing tokens come from the locked row (`max + 1`), so they never
+//! repeat or go backwards, also across processes; a trigger in the database
+//! refuses any update that would move a token backwards or take a task out of
+//! a terminal state, whoever issues it. Timestamps are BIGINT microseconds
+//! (UTC) and every expiry comparison happens in SQL against the caller's
+//! `Context.at`. See [`schema`] for the tables and migrations.
+//!
+//! ## Behaviour
+//!
+//! [`PgStore`] mirrors [`leasehold_core::memory::MemoryStore`] exactly:
+//! orders, errors, and which error wins (the conformance and model tests
+//! compare the two step by step). Driver failures are normalised (see
+//! `error.rs`): connection failures, shutdowns and overload are `unavailable`;
+//! serialization failures and deadlocks are retried inside the backend (a
+//! few times, with backoff) and then reported as `unavailable`; unique
+//! violations are `already_exists` naming the id; everything else `internal`.
+//!
+//! ## Connection pool
+//!
+//! A small pool of our own (`pool.rs`) rather than r2d2: r2d2 answers a call
+//! made during an outage only after its whole checkout timeout, while its
+//! background threads retry, and it cannot carry a per-connection cache of
+//! prepared statements. Ours opens connections in the caller's thread (a
+//! refused connection fails the call at once with `unavailable`), drops a
+//! connection whose socket broke together with every idle one (a server
+//! restart kills them all), and runs an operation whose connection broke
+//! before the commit once more on a fresh connection, so the first call after
+//! a restart succeeds without recreating the store. A commit whose connection
+//! broke in flight is reported as `unavailable` saying the outcome is unknown.
+//!
+//! Main types: [`PgStore`], [`PgOptions`], [`PoolStats`].
+
+pub mod schema;
+
+mod error;
+mod pool;
+mod rows;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leasehold_core::machine::{self, Command, Context, Transition};
+use leasehold_core::memory::check_max_attempts;
+use leasehold_core::store::{decode_cursor, empty_counts, encode_cursor, list_limit};
+use leasehold_core::{
+    ClaimRequest, Counts, Error, ErrorCode, HistoryEntry, ListFilter, NewTask, Page, Result,
+    Store, Task, TaskState, Timestamp,
+};
+use postgres::error::SqlState;
+
+pub use pool::PoolStats;
+use pool::{Fail, Pool, PoolConfig, Tx};
+use rows::{history_from_row, task_from_row, HistoryParams, Queries, TaskParams};
+
+/// The schema used when neither the URL (`?schema=`) nor [`PgOptions`] name one.
+pub const DEFAULT_SCHEMA: &str = "leasehold";
+
+/// Settings for [`PgStore::connect_with`]. Build with struct update syntax:
+/// `PgOptions { schema: "team_a".into(), ..PgOptions::default() }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Schema holding Leasehold's tables (created if missing). A `schema`
+    /// query parameter in the URL takes precedence. Default `leasehold`.
+    pub schema: String,
+    /// Most connections this store opens, 1..=1000. Default 16.
+    pub pool_size: u32,
+    /// How long to wait for a TCP connection to the server. Default 5 s.
+    pub connect_timeout: Duration,
+    /// How long a call waits for a free connection when all `pool_size` are
+    /// busy, before failing with `unavailable`. Default 10 s.
+    pub checkout_timeout: Duration,
+    /// How many times a transaction that hit a serialization failure or a
+    /// deadlock is run again before the call fails with `unavailable`. Default 5.
+    pub retries: u32,
+    /// Server-side limit on one statement, lock waits included, so that a
+    /// stuck call fails with `unavailable` instead of hanging. `None` keeps the
+    /// server's setting. Default 30 s.
+    pub statement_timeout: Option<Duration>,
+    /// Set `synchronous_commit = on` for every connection, so that an
+    /// acknowledged operation survives a crash of the database server (with
+    /// `fsync` on). `false` keeps the server's setting. Default `true`.
+    pub synchronous_commit: bool,
+    /// `application_name` shown in `pg_stat_activity`, unless the URL sets one.
+    /// Default `leasehold`.
+    pub application_name: String,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            schema: DEFAULT_SCHEMA.to_string(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            checkout_timeout: Duration::from_secs(10),
+            retries: 5,
+            statement_timeout: Some(Duration::from_secs(30)),
+            synchronous_commit: true,
+            application_name: "leasehold".to_string(),
+        }
+    }
+}
+
+/// Most connections one store may open.
+pub const POOL_SIZE_MAX: u32 = 1000;
+
+/// A Leasehold store in a PostgreSQL database. Cheap to share (`Arc` inside);
+/// every clone uses the same pool.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    q: Queries,
+    schema: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Split a `schema` parameter out of a connection string: the query string of
+/// a `postgres://` / `postgresql://` URL, or a `schema=NAME` word of a
+/// key-value string. Returns the string without it, and the schema if given.
+pub fn split_schema_param(url: &str) -> (String, Option<String>) {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if is_url {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_string(), None);
+        };
+        let mut schema = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| match kv.strip_prefix("schema=") {
+                Some(v) => {
+                    schema = Some(v.to_string());
+                    false
+                }
+                None => !kv.is_empty(),
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (rest, schema)
+    } else {
+        let mut schema = None;
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|kv| match kv.strip_prefix("schema=") {
+                Some(v) => {
+                    schema = Some(v.trim_matches('\'').to_string());
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        (kept.join(" "), schema)
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl PgStore {
+    /// Connect with default [`PgOptions`] (schema from `?schema=` or
+    /// `leasehold`), creating or migrating the schema if needed.
+    pub fn connect(url: &str) -> Result<PgStore> {
+        PgStore::connect_with(url, PgOptions::default())
+    }
+
+    /// Connect with explicit options. The URL's `?schema=` wins over
+    /// `opts.schema`. Fails with `invalid_input` on a malformed URL or schema
+    /// name, `unavailable` when the server cannot be reached, and `internal`
+    /// when the schema was migrated by a newer Leasehold or the database is
+    /// not UTF-8.
+    pub fn connect_with(url: &str, opts: PgOptions) -> Result<PgStore> {
+        let (url, from_url) = split_schema_param(url);
+        let schema = from_url.unwrap_or_else(|| opts.schema.clone());
+        schema::check_schema_name(&schema)?;
+        if opts.pool_size == 0 || opts.pool_size > POOL_SIZE_MAX {
+            return Err(Error::InvalidInput(format!(
+                "pool_size must be from 1 to {POOL_SIZE_MAX}, got {}",
+                opts.pool_size
+            )));
+        }
+        let mut pg = postgres::Config::from_str(&url).map_err(|e| {
+            Error::InvalidInput(format!(
+                "invalid PostgreSQL connection string (expected postgres://user@host:port/db): {e}"
+            ))
+        })?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(opts.connect_timeout);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name(&opts.application_name);
+        }
+        let mut options = pg.get_options().unwrap_or("").to_string();
+        if opts.synchronous_commit {
+            options.push_str(" -c synchronous_commit=on");
+        }
+        if let Some(t) = opts.statement_timeout {
+            options.push_str(&format!(" -c statement_timeout={}", t.as_millis().max(1)));
+        }
+        let options = options.trim().to_string();
+        if !options.is_empty() {
+            pg.options(&options);
+        }
+        let pool = Pool::new(PoolConfig {
+            pg,
+            size: opts.pool_size,
+            checkout_timeout: opts.checkout_timeout,
+            retries: opts.retries,
+        });
+        {
+            let mut conn = pool.get()?;
+            let client = conn.client();
+            let enc: String = client
+                .query_one("SHOW server_encoding", &[])
+                .map_err(|e| error::to_error(&e, "checking the server encoding"))?
+                .get(0);
+            if enc != "UTF8" {
+                return Err(Error::Internal(format!(
+                    "database encoding is {enc}; Leasehold needs a UTF8 database"
+                )));
+            }
+            schema::migrate(client, &schema)?;
+        }
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                q: Queries::new(&schema),
+                schema,
+            }),
+        })
+    }
+
+    /// The schema this store uses.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// Pool and retry counters since the store was created.
+    pub fn stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+}
+
+fn unique_to_exists(e: postgres::Error, task: &Task) -> Fail {
+    if e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+        return Fail::Pg(e);
+    }
+    match error::constraint(&e) {
+        Some("tasks_saga_id_unique") => Fail::Domain(Error::AlreadyExists(format!(
+            "saga {:?} is already used by another task",
+            task.saga_id
+        ))),
+        _ => Fail::Domain(Error::AlreadyExists(format!(
+            "task {:?} already exists",
+            task.task_id
+        ))),
+    }
+}
+
+impl Inner {
+    /// Write a transition of the task stored at `seq` (read at `old_version`
+    /// under a row lock): the conditional update, then its history entry.
+    fn persist(&self, tx: &mut Tx<'_>, seq: i64, old_version: u64, t: &Transition) -> Result<(), Fail> {
+        if t.changed {
+            let p = TaskParams::new(&t.task)?;
+            let old = i64::try_from(old_version).map_err(|_| {
+                Error::Internal(format!("task {:?} version out of range", t.task.task_id))
+            })?;
+            let n = tx.execute(&self.q.update_task, &p.update(&seq, &old))?;
+            if n != 1 {
+                return Err(Fail::Again("the task changed between read and write"));
+            }
+        }
+        if let Some(h) = &t.history {
+            let hp = HistoryParams::new(h)?;
+            tx.execute(&self.q.insert_history, &hp.params())?;
+        }
+        Ok(())
+    }
+
+    fn insert(&self, tx: &mut Tx<'_>, t: &Transition) -> Result<(), Fail> {
+        let p = TaskParams::new(&t.task)?;
+        tx.query(&self.q.insert_task, &p.insert())
+            .map_err(|e| unique_to_exists(e, &t.task))?;
+        if let Some(h) = &t.history {
+            let hp = HistoryParams::new(h)?;
+            tx.execute(&self.q.insert_history, &hp.params())?;
+        }
+        Ok(())
+    }
+
+    fn saga_taken(&self, tx: &mut Tx<'_>, task: &Task) -> Result<(), Fail> {
+        let rows = tx.query(&self.q.saga_owner, &[&task.saga_id, &task.task_id])?;
+        if let Some(row) = rows.first() {
+            let other: String = row.get(0);
+            return Err(Fail::Domain(Error::AlreadyExists(format!(
+                "saga {:?} is already used by task {other:?}",
+                task.saga_id
+            ))));
+        }
+        Ok(())
+    }
+
+    fn tasks(rows: &[postgres::Row]) -> Result<Vec<Task>, Fail> {
+        rows.iter()
+            .map(|r| task_from_row(r).map(|(_, t)| t).map_err(Fail::Domain))
+            .collect()
+    }
+}
+
+/// Whether a machine error means "this candidate is not claimable after
+/// all" (it changed between the candidate query and the lock): skip it.
+fn skippable(e: &Error) -> bool {
+    matches!(e.code(), ErrorCode::LeaseConflict | ErrorCode::Terminal)
+}
+
+impl Store for PgStore {
+    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
+        let t = machine::create(new, ctx)?;
+        let me = &self.inner;
+        me.pool.write("create", |tx| {
+            if !tx.query(&me.q.exists, &[&t.task.task_id])?.is_empty() {
+                return Err(Fail::Domain(Error::AlreadyExists(format!(
+                    "task {:?} already exists",
+                    t.task.task_id
+                ))));
+            }
+            me.saga_taken(tx, &t.task)?;
+            me.insert(tx, &t)
+        })?;
+        Ok(t.task)
+    }
+
+    fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
+        let me = &self.inner;
+        me.pool.write("put", |tx| {
+            let rows = tx.query(&me.q.get_for_update, &[&task.task_id])?;
+            let stored = rows.first().map(task_from_row).transpose()?;
+            let t = machine::put(
+                stored.as_ref().map(|(_, s)| s),
+                task.clone(),
+                expected_version,
+                ctx,
+            )?;
+            me.saga_taken(tx, &t.task)?;
+            match &stored {
+                Some((seq, old)) => me.persist(tx, *seq, old.version, &t)?,
+                None => match me.insert(tx, &t) {
+                    // Another put inserted the same id meanwhile: run again,
+                    // now as an update of the row it wrote.
+                    Err(Fail::Domain(e))
+                        if e.code() == ErrorCode::AlreadyExists
+                            && e.message().starts_with("task ") =>
+                    {
+                        return Err(Fail::Again("a concurrent put inserted the same task"))
+                    }
+                    other => other?,
+                },
+            }
+            Ok(t.task)
+        })
+    }
+
+    fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+        let me = &self.inner;
+        me.pool.write(cmd.name(), |tx| {
+            let rows = tx.query(&me.q.get_for_update, &[&task_id])?;
+            let Some(row) = rows.first() else {
+                return Err(Fail::Domain(Error::task_not_found(task_id)));
+            };
+            let (seq, old) = task_from_row(row)?;
+            let t = machine::apply(&old, &cmd, ctx)?;
+            me.persist(tx, seq, old.version, &t)?;
+            Ok(t.task)
+        })
+    }
+
+    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
+        let (queues, expires_at) = req.check(ctx.at)?;
+        let cmd = Command::Acquire {
+            owner: req.owner.clone(),
+            expires_at,
+        };
+        let now = ctx.at.as_micros();
+        let limit = i64::from(req.limit);
+        let me = &self.inner;
+        me.pool.write("claim", |tx| {
+            let mut candidates = Vec::new();
+            for i in 0..2 {
+                let rows = if let [queue] = queues.as_slice() {
+                    tx.query(&me.q.claim_one[i], &[queue, &now, &limit])?
+                } else {
+                    tx.query(&me.q.claim_many[i], &[&queues, &now, &limit])?
+                };
+                for row in &rows {
+                    candidates.push(task_from_row(row)?);
+                }
+            }
+            // The model's order: priority descending, then creation order.
+            candidates.sort_by_key(|(seq, t)| (std::cmp::Reverse(t.priority), *seq));
+            candidates.truncate(req.limit as usize);
+            let mut out = Vec::with_capacity(candidates.len());
+            for (seq, old) in candidates {
+                match machine::apply(&old, &cmd, ctx) {
+                    Ok(t) => {
+                        me.persist(tx, seq, old.version, &t)?;
+                        out.push(t.task);
+                    }
+                    Err(e) if skippable(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
+        check_max_attempts(max_attempts)?;
+        let cmd = Command::Reclaim { max_attempts };
+        let now = ctx.at.as_micros();
+        let batch = i64::from(leasehold_core::limits::RECLAIM_BATCH_MAX);
+        let me = &self.inner;
+        me.pool.write("reclaim", |tx| {
+            let rows = tx.query(&me.q.reclaim, &[&now, &batch])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (seq, old) = task_from_row(row)?;
+                match machine::apply(&old, &cmd, ctx) {
+                    Ok(t) => {
+                        me.persist(tx, seq, old.version, &t)?;
+                        out.push(t.task);
+                    }
+                    Err(e) if skippable(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get(&self, task_id: &str) -> Result<Option<Task>> {
+        let me = &self.inner;
+        me.pool.read("get", |c| {
+            let rows = c.query(&me.q.get, &[&task_id])?;
+            Ok(rows.first().map(task_from_row).transpose()?.map(|(_, t)| t))
+        })
+    }
+
+    fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
+        let limit = list_limit(limit)?;
+        let after = i64::try_from(decode_cursor(cursor)?).unwrap_or(i64::MAX);
+        let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+        let stale_at = filter.stale_at.map(Timestamp::as_micros);
+        let fetch = i64::from(limit) + 1;
+        let me = &self.inner;
+        let mut rows: Vec<(i64, Task)> = me.pool.read("list", |c| {
+            let rows = c.query(
+                &me.q.list,
+                &[&after, &states, &filter.queue, &filter.owner, &stale_at, &fetch],
+            )?;
+            Ok(rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?)
+        })?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|(s, _)| encode_cursor(*s as u64))
+        } else {
+            None
+        };
+        Ok(Page {
+            tasks: rows.into_iter().map(|(_, t)| t).collect(),
+            next_cursor,
+        })
+    }
+
+    fn list_in_flight(&self) -> Result<Vec<Task>> {
+        let me = &self.inner;
+        me.pool
+            .read("list_in_flight", |c| Inner::tasks(&c.query(&me.q.in_flight, &[])?))
+    }
+
+    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
+        let me = &self.inner;
+        let now = now.as_micros();
+        me.pool
+            .read("list_stale", |c| Inner::tasks(&c.query(&me.q.stale, &[&now])?))
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        let me = &self.inner;
+        me.pool.read("counts", |c| {
+            let mut counts = empty_counts();
+            for row in c.query(&me.q.counts, &[])? {
+                let state: String = row.get(0);
+                let n: i64 = row.get(1);
+                let state: TaskState = state.parse().map_err(|e: Error| {
+                    Error::Internal(format!("corrupt row in postgres: {e}"))
+                })?;
+                counts.insert(state, n as u64);
+            }
+            Ok(counts)
+        })
+    }
+
+    fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
+        let me = &self.inner;
+        me.pool.read("history", |c| {
+            let rows = c.query(&me.q.history, &[&task_id])?;
+            if rows.is_empty() {
+                return Err(Fail::Domain(Error::task_not_found(task_id)));
+            }
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let kind: Option<String> = row.get(1);
+                if kind.is_some() {
+                    out.push(history_from_row(row)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_param_is_split_from_urls() {
+        let (u, s) = split_schema_param("postgres://u@h:5/db?schema=team_a&sslmode=disable");
+        assert_eq!(u, "postgres://u@h:5/db?sslmode=disable");
+        assert_eq!(s.as_deref(), Some("team_a"));
+        let (u, s) = split_schema_param("postgresql://u@h/db?schema=x");
+        assert_eq!(u, "postgresql://u@h/db");
+        assert_eq!(s.as_deref(), Some("x"));
+        let (u, s) = split_schema_param("postgres://u@h/db");
+        assert_eq!(u, "postgres://u@h/db");
+        assert_eq!(s, None);
+        let (u, s) = split_schema_param("host=/tmp port=5 schema=y user=u");
+        assert_eq!(u, "host=/tmp port=5 user=u");
+        assert_eq!(s.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn bad_urls_and_options_are_invalid_input() {
+        let e = PgStore::connect("postgres://u@h/db?schema=Bad-Name").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+        assert!(e.message().contains("Bad-Name"), "{e}");
+        let e = PgStore::connect("postgres://u@h:notaport/db").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+        let e = PgStore::connect_with(
+            "postgres://u@127.0.0.1/db",
+            PgOptions {
+                pool_size: 0,
+                ..PgOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+    }
+}

@@ -1,0 +1,366 @@
+//! The SQL this backend runs, and the mapping between rows and model types.
+//!
+//! Statements are built once per store with the schema name spliced in (it is
+//! validated and quoted), then prepared once per connection.
+
+use leasehold_core::{
+    validate, Compensation, Error, HistoryEntry, HistoryKind, Note, Task, TaskState, Timestamp,
+};
+use postgres::types::{Json, ToSql};
+use postgres::Row;
+
+/// Columns of `tasks`, in the order [`task_from_row`] reads them.
+const TASK_COLS: &str = "seq, task_id, saga_id, state, queue, priority, issue, branch, worktree, \
+    metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, lease_expires_at, \
+    last_heartbeat_at, attempts, terminal_reason, version, created_at, updated_at";
+
+/// Non-terminal states, as an SQL list.
+const LIVE: &str = "('planned', 'dispatched', 'running')";
+
+/// Every statement, for one schema.
+pub(crate) struct Queries {
+    pub(crate) get_for_update: String,
+    pub(crate) get: String,
+    pub(crate) exists: String,
+    pub(crate) saga_owner: String,
+    pub(crate) insert_task: String,
+    pub(crate) update_task: String,
+    pub(crate) insert_history: String,
+    /// Claim candidates from one queue (`$1` text): ready, then expired.
+    pub(crate) claim_one: [String; 2],
+    /// Claim candidates from several queues (`$1` text[]): ready, then expired.
+    pub(crate) claim_many: [String; 2],
+    pub(crate) reclaim: String,
+    pub(crate) list: String,
+    pub(crate) in_flight: String,
+    pub(crate) stale: String,
+    pub(crate) counts: String,
+    pub(crate) history: String,
+}
+
+impl Queries {
+    pub(crate) fn new(schema: &str) -> Queries {
+        let t = format!("\"{schema}\".tasks");
+        let h = format!("\"{schema}\".task_history");
+        Queries {
+            get_for_update: format!("SELECT {TASK_COLS} FROM {t} WHERE task_id = $1 FOR UPDATE"),
+            get: format!("SELECT {TASK_COLS} FROM {t} WHERE task_id = $1"),
+            exists: format!("SELECT 1 FROM {t} WHERE task_id = $1"),
+            saga_owner: format!("SELECT task_id FROM {t} WHERE saga_id = $1 AND task_id <> $2"),
+            insert_task: format!(
+                "INSERT INTO {t} (task_id, saga_id, state, queue, priority, issue, branch, worktree, \
+                 metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, \
+                 lease_expires_at, last_heartbeat_at, attempts, terminal_reason, version, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19, $20, $21) RETURNING seq"
+            ),
+            // Conditional write: only the version we read (and locked) is replaced.
+            update_task: format!(
+                "UPDATE {t} SET saga_id = $2, state = $3, queue = $4, priority = $5, issue = $6, \
+                 branch = $7, worktree = $8, metadata = $9, compensations = $10, notes = $11, \
+                 lease_owner = $12, lease_token = $13, lease_acquired_at = $14, lease_expires_at = $15, \
+                 last_heartbeat_at = $16, attempts = $17, terminal_reason = $18, version = $19, \
+                 updated_at = $20 WHERE seq = $1 AND version = $21"
+            ),
+            insert_history: format!(
+                "INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, lease_token, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            claim_one: [
+                claim_sql(&t, "queue = $1", false),
+                claim_sql(&t, "queue = $1", true),
+            ],
+            claim_many: [
+                claim_sql(&t, "queue = ANY($1)", false),
+                claim_sql(&t, "queue = ANY($1)", true),
+            ],
+            reclaim: format!(
+                "SELECT {TASK_COLS} FROM {t} WHERE state IN {LIVE} AND lease_expires_at IS NOT NULL \
+                 AND lease_expires_at <= $1 ORDER BY lease_expires_at, seq LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED"
+            ),
+            list: format!(
+                "SELECT {TASK_COLS} FROM {t} WHERE seq > $1 \
+                 AND (cardinality($2::text[]) = 0 OR state = ANY($2)) \
+                 AND ($3::text IS NULL OR queue = $3) \
+                 AND ($4::text IS NULL OR lease_owner = $4) \
+                 AND ($5::bigint IS NULL OR (state IN {LIVE} AND lease_expires_at <= $5)) \
+                 ORDER BY seq LIMIT $6"
+            ),
+            in_flight: format!("SELECT {TASK_COLS} FROM {t} WHERE state IN {LIVE} ORDER BY seq"),
+            stale: format!(
+                "SELECT {TASK_COLS} FROM {t} WHERE state IN {LIVE} AND lease_expires_at IS NOT NULL \
+                 AND lease_expires_at <= $1 ORDER BY lease_expires_at, seq"
+            ),
+            counts: format!("SELECT state, count(*) FROM {t} GROUP BY state"),
+            history: format!(
+                "SELECT t.task_id, h.kind, h.at, h.actor, h.from_state, h.to_state, h.lease_token, \
+                 h.detail FROM {t} t LEFT JOIN {h} h ON h.task_id = t.task_id \
+                 WHERE t.task_id = $1 ORDER BY h.id"
+            ),
+        }
+    }
+}
+
+/// Claimable = ready (planned/dispatched) or running with an expired lease.
+/// The two sets are selected by two statements (PostgreSQL allows no row
+/// locks over a UNION), each walking its own index in claim order, locking
+/// its rows and skipping rows another transaction holds; the caller merges
+/// them and cuts to the limit. Rows locked but cut stay locked until the
+/// claim commits (other claimers skip them meanwhile): the price of not
+/// sorting every claimable row on each call. `$1` queue(s), `$2` now, `$3` limit.
+fn claim_sql(t: &str, queue: &str, expired: bool) -> String {
+    let which = if expired {
+        "state = 'running' AND lease_expires_at IS NOT NULL AND lease_expires_at <= $2"
+    } else {
+        "state IN ('planned', 'dispatched') AND $2::bigint IS NOT NULL"
+    };
+    format!(
+        "SELECT {TASK_COLS} FROM {t} WHERE {queue} AND {which} \
+         ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED"
+    )
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("corrupt row in postgres: {what}: {detail}"))
+}
+
+fn ts(row: &Row, idx: usize, task_id: &str, field: &str) -> Result<Option<Timestamp>, Error> {
+    let v: Option<i64> = row
+        .try_get(idx)
+        .map_err(|e| corrupt(&format!("task {task_id:?} {field}"), e))?;
+    v.map(|m| {
+        Timestamp::from_micros(m)
+            .ok_or_else(|| corrupt(&format!("task {task_id:?} {field}"), format!("{m} out of range")))
+    })
+    .transpose()
+}
+
+fn req_ts(row: &Row, idx: usize, task_id: &str, field: &str) -> Result<Timestamp, Error> {
+    ts(row, idx, task_id, field)?.ok_or_else(|| corrupt(&format!("task {task_id:?} {field}"), "null"))
+}
+
+fn get<'a, T: postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    idx: usize,
+    task_id: &str,
+) -> Result<T, Error> {
+    row.try_get(idx).map_err(|e| {
+        corrupt(
+            &format!("task {task_id:?} column {}", row.columns()[idx].name()),
+            e,
+        )
+    })
+}
+
+/// Decode a `tasks` row (selected with the task columns) into its creation
+/// sequence number and the task, checking the task's invariants.
+pub(crate) fn task_from_row(row: &Row) -> Result<(i64, Task), Error> {
+    let seq: i64 = row.try_get(0).map_err(|e| corrupt("seq", e))?;
+    let task_id: String = row.try_get(1).map_err(|e| corrupt("task_id", e))?;
+    let tid = task_id.as_str();
+    let state: String = get(row, 3, tid)?;
+    let state: TaskState = state.parse().map_err(|e: Error| corrupt(tid, e))?;
+    let Json(metadata): Json<serde_json::Value> = get(row, 9, tid)?;
+    let Json(compensations): Json<Vec<Compensation>> = get(row, 10, tid)?;
+    let Json(notes): Json<Vec<Note>> = get(row, 11, tid)?;
+    let token: i64 = get(row, 13, tid)?;
+    let attempts: i64 = get(row, 17, tid)?;
+    let version: i64 = get(row, 19, tid)?;
+    let task = Task {
+        saga_id: get(row, 2, tid)?,
+        state,
+        queue: get(row, 4, tid)?,
+        priority: get(row, 5, tid)?,
+        issue: get(row, 6, tid)?,
+        branch: get(row, 7, tid)?,
+        worktree: get(row, 8, tid)?,
+        metadata,
+        compensations,
+        notes,
+        lease_owner: get(row, 12, tid)?,
+        lease_token: u64::try_from(token).map_err(|e| corrupt(tid, e))?,
+        lease_acquired_at: ts(row, 14, tid, "lease_acquired_at")?,
+        lease_expires_at: ts(row, 15, tid, "lease_expires_at")?,
+        last_heartbeat_at: ts(row, 16, tid, "last_heartbeat_at")?,
+        attempts: u32::try_from(attempts).map_err(|e| corrupt(tid, e))?,
+        terminal_reason: get(row, 18, tid)?,
+        version: u64::try_from(version).map_err(|e| corrupt(tid, e))?,
+        created_at: req_ts(row, 20, tid, "created_at")?,
+        updated_at: req_ts(row, 21, tid, "updated_at")?,
+        task_id,
+    };
+    validate::check_invariants(&task).map_err(|e| corrupt(&task.task_id, e))?;
+    Ok((seq, task))
+}
+
+/// A task's column values, ready to bind.
+pub(crate) struct TaskParams<'a> {
+    task: &'a Task,
+    state: &'static str,
+    metadata: Json<&'a serde_json::Value>,
+    compensations: Json<&'a Vec<Compensation>>,
+    notes: Json<&'a Vec<Note>>,
+    lease_token: i64,
+    lease_acquired_at: Option<i64>,
+    lease_expires_at: Option<i64>,
+    last_heartbeat_at: Option<i64>,
+    attempts: i64,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn to_bigint(task_id: &str, field: &str, v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| {
+        Error::InvalidInput(format!(
+            "task {task_id:?} has {field} {v}; the PostgreSQL backend stores at most {} (BIGINT)",
+            i64::MAX
+        ))
+    })
+}
+
+impl<'a> TaskParams<'a> {
+    pub(crate) fn new(task: &'a Task) -> Result<TaskParams<'a>, Error> {
+        let tid = task.task_id.as_str();
+        Ok(TaskParams {
+            task,
+            state: task.state.as_str(),
+            metadata: Json(&task.metadata),
+            compensations: Json(&task.compensations),
+            notes: Json(&task.notes),
+            lease_token: to_bigint(tid, "lease_token", task.lease_token)?,
+            lease_acquired_at: task.lease_acquired_at.map(Timestamp::as_micros),
+            lease_expires_at: task.lease_expires_at.map(Timestamp::as_micros),
+            last_heartbeat_at: task.last_heartbeat_at.map(Timestamp::as_micros),
+            attempts: i64::from(task.attempts),
+            version: to_bigint(tid, "version", task.version)?,
+            created_at: task.created_at.as_micros(),
+            updated_at: task.updated_at.as_micros(),
+        })
+    }
+
+    /// Parameters of `insert_task`.
+    pub(crate) fn insert(&self) -> [&(dyn ToSql + Sync); 21] {
+        let t = self.task;
+        [
+            &t.task_id,
+            &t.saga_id,
+            &self.state,
+            &t.queue,
+            &t.priority,
+            &t.issue,
+            &t.branch,
+            &t.worktree,
+            &self.metadata,
+            &self.compensations,
+            &self.notes,
+            &t.lease_owner,
+            &self.lease_token,
+            &self.lease_acquired_at,
+            &self.lease_expires_at,
+            &self.last_heartbeat_at,
+            &self.attempts,
+            &t.terminal_reason,
+            &self.version,
+            &self.created_at,
+            &self.updated_at,
+        ]
+    }
+
+    /// Parameters of `update_task` for the row `seq` currently at `old_version`.
+    pub(crate) fn update<'b>(
+        &'b self,
+        seq: &'b i64,
+        old_version: &'b i64,
+    ) -> [&'b (dyn ToSql + Sync); 21] {
+        let t = self.task;
+        [
+            seq,
+            &t.saga_id,
+            &self.state,
+            &t.queue,
+            &t.priority,
+            &t.issue,
+            &t.branch,
+            &t.worktree,
+            &self.metadata,
+            &self.compensations,
+            &self.notes,
+            &t.lease_owner,
+            &self.lease_token,
+            &self.lease_acquired_at,
+            &self.lease_expires_at,
+            &self.last_heartbeat_at,
+            &self.attempts,
+            &t.terminal_reason,
+            &self.version,
+            &self.updated_at,
+            old_version,
+        ]
+    }
+}
+
+/// A history entry's column values, ready to bind.
+pub(crate) struct HistoryParams<'a> {
+    h: &'a HistoryEntry,
+    kind: &'static str,
+    at: i64,
+    from_state: Option<&'static str>,
+    to_state: &'static str,
+    lease_token: i64,
+}
+
+impl<'a> HistoryParams<'a> {
+    pub(crate) fn new(h: &'a HistoryEntry) -> Result<HistoryParams<'a>, Error> {
+        Ok(HistoryParams {
+            h,
+            kind: h.kind.as_str(),
+            at: h.at.as_micros(),
+            from_state: h.from_state.map(TaskState::as_str),
+            to_state: h.to_state.as_str(),
+            lease_token: to_bigint(&h.task_id, "lease_token", h.lease_token)?,
+        })
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.h.task_id,
+            &self.kind,
+            &self.at,
+            &self.h.actor,
+            &self.from_state,
+            &self.to_state,
+            &self.lease_token,
+            &self.h.detail,
+        ]
+    }
+}
+
+/// Decode a history row (from the `history` query; the caller skips the
+/// all-null row of a task without history).
+pub(crate) fn history_from_row(row: &Row) -> Result<HistoryEntry, Error> {
+    let task_id: String = row.try_get(0).map_err(|e| corrupt("history task_id", e))?;
+    let tid = task_id.as_str();
+    let kind: String = get(row, 1, tid)?;
+    let kind = HistoryKind::parse(&kind)
+        .ok_or_else(|| corrupt(&format!("history of {tid:?}"), format!("kind {kind:?}")))?;
+    let at: i64 = get(row, 2, tid)?;
+    let from: Option<String> = get(row, 4, tid)?;
+    let to: String = get(row, 5, tid)?;
+    let token: i64 = get(row, 6, tid)?;
+    Ok(HistoryEntry {
+        kind,
+        at: Timestamp::from_micros(at)
+            .ok_or_else(|| corrupt(&format!("history of {tid:?}"), format!("at {at}")))?,
+        actor: get(row, 3, tid)?,
+        from_state: from
+            .map(|s| s.parse::<TaskState>())
+            .transpose()
+            .map_err(|e| corrupt(tid, e))?,
+        to_state: to.parse().map_err(|e: Error| corrupt(tid, e))?,
+        lease_token: u64::try_from(token).map_err(|e| corrupt(tid, e))?,
+        detail: get(row, 7, tid)?,
+        task_id,
+    })
+}
