@@ -83,6 +83,10 @@ pub enum Command {
     Reclaim(ReclaimArgs),
     /// Import a database written by the seed's Python store (table `task_sagas`).
     Import(ImportArgs),
+    /// Run the HTTP server (API, reaper, metrics) over the store.
+    Serve(crate::serve::ServeArgs),
+    /// Manage the server's bearer tokens (create, list, revoke).
+    Token(crate::token::TokenArgs),
 }
 
 /// Just a task id.

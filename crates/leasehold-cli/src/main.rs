@@ -12,6 +12,8 @@ mod commands;
 mod config;
 mod import;
 mod output;
+mod serve;
+mod token;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -26,6 +28,9 @@ fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2 (0 for --help/--version).
     let cli = Cli::parse();
     init_tracing();
+    if matches!(cli.command, args::Command::Serve(_) | args::Command::Token(_)) {
+        return serve::main(cli);
+    }
     let json = cli.json;
     let result = Config::resolve(&cli).and_then(|cfg| {
         let reply = commands::run(cli.command, &cfg)?;

@@ -199,15 +199,15 @@ pub fn task_view(t: &Task) -> String {
     s.push_str(&format!("compensations ({}):\n", t.compensations.len()));
     for (i, c) in t.compensations.iter().enumerate() {
         s.push_str(&format!(
-            "  [{i}] {} {} ({}) {}: {}{}\n",
+            "  [{i}] {}  {} {}: {}  (updated {}){}\n",
+            c.status,
             c.kind,
             c.target,
             c.reason,
             c.updated_at,
-            c.status,
             c.detail
                 .as_deref()
-                .map(|d| format!(" — {d}"))
+                .map(|d| format!(" detail: {d}"))
                 .unwrap_or_default()
         ));
     }
