@@ -16,6 +16,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// Leasehold: the durable record of which worker owns which task saga, until when.
+///
+/// Note for new global flags: a global flag's long name must not repeat a
+/// subcommand flag (`--owner`, `--token`, `--queue`, ...); clap rejects the
+/// duplicate. A server credential flag therefore needs a distinct long name
+/// or must live on the subcommands that use it.
 #[derive(Debug, Parser)]
 #[command(name = "leasehold", version, about, long_about = None)]
 pub struct Cli {
