@@ -28,8 +28,18 @@ use leasehold_core::Store;
 
 pub mod support;
 
+pub mod audit;
+pub mod claim;
+pub mod concurrency;
+pub mod errors;
+pub mod heartbeat;
+pub mod lease;
 pub mod model;
+pub mod put;
+pub mod reads;
+pub mod reclaim;
 pub mod seed;
+pub mod terminal;
 
 /// How the suite gets stores from a backend.
 pub trait Harness: Send + Sync + 'static {
@@ -88,6 +98,73 @@ macro_rules! __conformance_scenarios {
                 s16_fail_requires_compensation,
                 s17_lease_and_compensations_survive_reopen,
                 s18_timestamps_normalised_to_utc,
+            }
+            lease {
+                acquire_expiry_must_follow_at,
+                acquire_rejects_bad_owner,
+                acquire_after_expiry_takes_next_token,
+                tokens_strictly_increase,
+                release_returns_task_to_dispatched,
+                release_adversarial_rejected,
+                dispatch_rules,
+            }
+            heartbeat {
+                heartbeat_boundaries,
+                heartbeat_touches_only_lease_clock,
+                heartbeat_after_release_or_new_lease_rejected,
+            }
+            terminal {
+                operator_marks_from_every_state,
+                fenced_marker_checks_fence,
+                fence_current_past_expiry_until_reclaimed,
+                reasons_required_where_specified,
+                terminal_refuses_every_change,
+            }
+            put {
+                insert_records_imported,
+                insert_validated_like_create,
+                update_fields_and_noop,
+                version_conflicts,
+                lease_fields_are_not_put,
+                active_lease_pins_state,
+                update_saga_must_stay_unique,
+            }
+            claim {
+                claim_order_and_limit,
+                claim_respects_queues,
+                claim_takes_expired_not_active_or_terminal,
+                claim_rejects_bad_requests,
+            }
+            reclaim {
+                reclaim_dispatches_stale,
+                reclaim_quarantines_at_max_attempts,
+                reclaim_rejects_zero_max_attempts,
+                reclaim_order_matches_list_stale,
+            }
+            reads {
+                list_filters,
+                list_cursor_pagination,
+                list_rejects_bad_cursor_and_limit,
+                counts_every_state,
+                get_and_in_flight,
+            }
+            audit {
+                history_records_every_change_in_order,
+                annotate_appends_notes,
+                record_compensation_rules,
+            }
+            errors {
+                not_found_for_every_write,
+                create_rejects_bad_ids,
+                create_rejects_bad_metadata_and_compensations,
+                check_order_is_fixed,
+            }
+            concurrency {
+                lease_race,
+                claim_race,
+                terminal_race,
+                create_race,
+                reclaim_race,
             }
         }
     };
