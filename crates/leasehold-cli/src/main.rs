@@ -28,7 +28,10 @@ fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2 (0 for --help/--version).
     let cli = Cli::parse();
     init_tracing();
-    if matches!(cli.command, args::Command::Serve(_) | args::Command::Token(_)) {
+    if matches!(
+        cli.command,
+        args::Command::Serve(_) | args::Command::Token(_)
+    ) {
         return serve::main(cli);
     }
     let json = cli.json;

@@ -27,7 +27,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LEASEHOLD_TOKENS", value_name = "FILE")]
     pub tokens: Option<PathBuf>,
     /// Time between reaper passes (reclaiming stale leases), e.g. 5s, 500ms; `off` disables.
-    #[arg(long, env = "LEASEHOLD_REAPER_INTERVAL", default_value = "5s", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "LEASEHOLD_REAPER_INTERVAL",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
     pub reaper_interval: String,
     /// Leases after which the reaper quarantines a stale task instead of re-dispatching it.
     #[arg(long, env = "LEASEHOLD_MAX_ATTEMPTS", default_value_t = leasehold_core::limits::RECLAIM_MAX_ATTEMPTS_DEFAULT, value_name = "N")]
@@ -60,7 +65,9 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         text => parse_duration("--reaper-interval", text)?,
     };
     if args.max_attempts == 0 {
-        return Err(Error::InvalidInput("--max-attempts must be at least 1".into()));
+        return Err(Error::InvalidInput(
+            "--max-attempts must be at least 1".into(),
+        ));
     }
     Ok(ServerConfig {
         listen,
@@ -73,6 +80,8 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
 
 fn serve(cfg: &Config, args: &ServeArgs) -> Result<String> {
     let config = config(args)?;
+    leasehold_server::check_listen(config.listen, config.tokens_file.is_none())
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
     let store = crate::backend::open_store(cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -61,7 +61,10 @@ pub fn run(args: &TokenArgs, json: bool) -> Result<String> {
             let role: Role = role.parse().map_err(map)?;
             let created = tokens::create_token(tokens, name, role).map_err(map)?;
             if json {
-                Ok(format!("{}\n", serde_json::json!({"name": created.name, "role": created.role, "secret": created.secret})))
+                Ok(format!(
+                    "{}\n",
+                    serde_json::json!({"name": created.name, "role": created.role, "secret": created.secret})
+                ))
             } else {
                 eprintln!(
                     "created {} token {:?}; its secret is shown once, keep it safe:",
@@ -73,11 +76,19 @@ pub fn run(args: &TokenArgs, json: bool) -> Result<String> {
         TokenCommand::List { tokens } => {
             let list = tokens::list_tokens(tokens).map_err(map)?;
             if json {
-                return Ok(format!("{}\n", serde_json::to_string(&list).map_err(|e| Error::Internal(e.to_string()))?));
+                return Ok(format!(
+                    "{}\n",
+                    serde_json::to_string(&list).map_err(|e| Error::Internal(e.to_string()))?
+                ));
             }
             let mut out = format!("{:<24} {:<9} {}\n", "NAME", "ROLE", "CREATED_AT");
             for t in list {
-                out.push_str(&format!("{:<24} {:<9} {}\n", t.name, t.role, t.created_at));
+                out.push_str(&format!(
+                    "{:<24} {:<9} {}\n",
+                    t.name,
+                    t.role.as_str(),
+                    t.created_at
+                ));
             }
             Ok(out)
         }
