@@ -149,14 +149,35 @@ mod tests {
 
     #[test]
     fn states_map_to_the_documented_classes() {
-        assert_eq!(classify_state(&SqlState::T_R_SERIALIZATION_FAILURE), Class::Retry);
-        assert_eq!(classify_state(&SqlState::T_R_DEADLOCK_DETECTED), Class::Retry);
+        assert_eq!(
+            classify_state(&SqlState::T_R_SERIALIZATION_FAILURE),
+            Class::Retry
+        );
+        assert_eq!(
+            classify_state(&SqlState::T_R_DEADLOCK_DETECTED),
+            Class::Retry
+        );
         assert_eq!(classify_state(&SqlState::UNIQUE_VIOLATION), Class::Unique);
-        assert_eq!(classify_state(&SqlState::ADMIN_SHUTDOWN), Class::Unavailable);
-        assert_eq!(classify_state(&SqlState::CANNOT_CONNECT_NOW), Class::Unavailable);
-        assert_eq!(classify_state(&SqlState::TOO_MANY_CONNECTIONS), Class::Unavailable);
-        assert_eq!(classify_state(&SqlState::CONNECTION_FAILURE), Class::Unavailable);
-        assert_eq!(classify_state(&SqlState::CONNECTION_EXCEPTION), Class::Unavailable);
+        assert_eq!(
+            classify_state(&SqlState::ADMIN_SHUTDOWN),
+            Class::Unavailable
+        );
+        assert_eq!(
+            classify_state(&SqlState::CANNOT_CONNECT_NOW),
+            Class::Unavailable
+        );
+        assert_eq!(
+            classify_state(&SqlState::TOO_MANY_CONNECTIONS),
+            Class::Unavailable
+        );
+        assert_eq!(
+            classify_state(&SqlState::CONNECTION_FAILURE),
+            Class::Unavailable
+        );
+        assert_eq!(
+            classify_state(&SqlState::CONNECTION_EXCEPTION),
+            Class::Unavailable
+        );
         assert_eq!(classify_state(&SqlState::SYNTAX_ERROR), Class::Internal);
         assert_eq!(classify_state(&SqlState::UNDEFINED_TABLE), Class::Internal);
         assert_eq!(

@@ -69,8 +69,8 @@ use leasehold_core::machine::{self, Command, Context, Transition};
 use leasehold_core::memory::check_max_attempts;
 use leasehold_core::store::{decode_cursor, empty_counts, encode_cursor, list_limit};
 use leasehold_core::{
-    ClaimRequest, Counts, Error, ErrorCode, HistoryEntry, ListFilter, NewTask, Page, Result,
-    Store, Task, TaskState, Timestamp,
+    ClaimRequest, Counts, Error, ErrorCode, HistoryEntry, ListFilter, NewTask, Page, Result, Store,
+    Task, TaskState, Timestamp,
 };
 use postgres::error::SqlState;
 
@@ -300,7 +300,13 @@ fn unique_to_exists(e: postgres::Error, task: &Task) -> Fail {
 impl Inner {
     /// Write a transition of the task stored at `seq` (read at `old_version`
     /// under a row lock): the conditional update, then its history entry.
-    fn persist(&self, tx: &mut Tx<'_>, seq: i64, old_version: u64, t: &Transition) -> Result<(), Fail> {
+    fn persist(
+        &self,
+        tx: &mut Tx<'_>,
+        seq: i64,
+        old_version: u64,
+        t: &Transition,
+    ) -> Result<(), Fail> {
         if t.changed {
             let p = TaskParams::new(&t.task)?;
             let old = i64::try_from(old_version).map_err(|_| {
@@ -496,7 +502,14 @@ impl Store for PgStore {
         let mut rows: Vec<(i64, Task)> = me.pool.read("list", |c| {
             let rows = c.query(
                 &me.q.list,
-                &[&after, &states, &filter.queue, &filter.owner, &stale_at, &fetch],
+                &[
+                    &after,
+                    &states,
+                    &filter.queue,
+                    &filter.owner,
+                    &stale_at,
+                    &fetch,
+                ],
             )?;
             Ok(rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?)
         })?;
@@ -514,15 +527,17 @@ impl Store for PgStore {
 
     fn list_in_flight(&self) -> Result<Vec<Task>> {
         let me = &self.inner;
-        me.pool
-            .read("list_in_flight", |c| Inner::tasks(&c.query(&me.q.in_flight, &[])?))
+        me.pool.read("list_in_flight", |c| {
+            Inner::tasks(&c.query(&me.q.in_flight, &[])?)
+        })
     }
 
     fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
         let me = &self.inner;
         let now = now.as_micros();
-        me.pool
-            .read("list_stale", |c| Inner::tasks(&c.query(&me.q.stale, &[&now])?))
+        me.pool.read("list_stale", |c| {
+            Inner::tasks(&c.query(&me.q.stale, &[&now])?)
+        })
     }
 
     fn counts(&self) -> Result<Counts> {
@@ -532,9 +547,9 @@ impl Store for PgStore {
             for row in c.query(&me.q.counts, &[])? {
                 let state: String = row.get(0);
                 let n: i64 = row.get(1);
-                let state: TaskState = state.parse().map_err(|e: Error| {
-                    Error::Internal(format!("corrupt row in postgres: {e}"))
-                })?;
+                let state: TaskState = state
+                    .parse()
+                    .map_err(|e: Error| Error::Internal(format!("corrupt row in postgres: {e}")))?;
                 counts.insert(state, n as u64);
             }
             Ok(counts)

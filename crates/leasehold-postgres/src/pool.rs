@@ -349,11 +349,11 @@ impl Pool {
                         backoff(attempt);
                     }
                     Class::Unavailable => {
-                        conn.broken = conn.broken || conn.client.is_closed() || e.code().is_none();
+                        conn.broken = true;
                         // Before the commit nothing was applied: safe to run
                         // again once on a fresh connection (the pool forgets
                         // its idle connections when this one is broken).
-                        if conn.broken && reconnects == 0 {
+                        if lost_connection(&e) && reconnects == 0 {
                             reconnects += 1;
                             self.bump(|s| s.reconnect_retries += 1);
                             continue;
@@ -381,7 +381,9 @@ impl Pool {
                 Ok(v) => return Ok(v),
                 Err(Fail::Domain(e)) => return Err(e),
                 Err(Fail::Again(why)) => {
-                    return Err(Error::Internal(format!("{what}: unexpected retry request ({why})")))
+                    return Err(Error::Internal(format!(
+                        "{what}: unexpected retry request ({why})"
+                    )))
                 }
                 Err(Fail::Pg(e)) => match classify(&e) {
                     Class::Retry if attempt < self.cfg.retries => {
@@ -391,8 +393,8 @@ impl Pool {
                         backoff(attempt);
                     }
                     Class::Unavailable => {
-                        conn.broken = conn.broken || conn.client.is_closed() || e.code().is_none();
-                        if conn.broken && reconnects == 0 {
+                        conn.broken = true;
+                        if lost_connection(&e) && reconnects == 0 {
                             reconnects += 1;
                             self.bump(|s| s.reconnect_retries += 1);
                             continue;
@@ -402,6 +404,19 @@ impl Pool {
                     _ => return Err(to_error(&e, what)),
                 },
             }
+        }
+    }
+}
+
+/// Whether the error means the connection itself is gone (as opposed to a
+/// statement timeout on a healthy one): worth one more try on a new one.
+fn lost_connection(e: &postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(c) => {
+            *c == postgres::error::SqlState::ADMIN_SHUTDOWN
+                || *c == postgres::error::SqlState::CRASH_SHUTDOWN
+                || c.code().starts_with("08")
         }
     }
 }

@@ -130,14 +130,19 @@ fn ts(row: &Row, idx: usize, task_id: &str, field: &str) -> Result<Option<Timest
         .try_get(idx)
         .map_err(|e| corrupt(&format!("task {task_id:?} {field}"), e))?;
     v.map(|m| {
-        Timestamp::from_micros(m)
-            .ok_or_else(|| corrupt(&format!("task {task_id:?} {field}"), format!("{m} out of range")))
+        Timestamp::from_micros(m).ok_or_else(|| {
+            corrupt(
+                &format!("task {task_id:?} {field}"),
+                format!("{m} out of range"),
+            )
+        })
     })
     .transpose()
 }
 
 fn req_ts(row: &Row, idx: usize, task_id: &str, field: &str) -> Result<Timestamp, Error> {
-    ts(row, idx, task_id, field)?.ok_or_else(|| corrupt(&format!("task {task_id:?} {field}"), "null"))
+    ts(row, idx, task_id, field)?
+        .ok_or_else(|| corrupt(&format!("task {task_id:?} {field}"), "null"))
 }
 
 fn get<'a, T: postgres::types::FromSql<'a>>(

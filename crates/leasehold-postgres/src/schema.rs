@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn lock_keys_differ_per_schema_and_are_stable() {
         assert_ne!(migration_lock_key("a"), migration_lock_key("b"));
-        assert_eq!(migration_lock_key("leasehold"), migration_lock_key("leasehold"));
+        assert_eq!(
+            migration_lock_key("leasehold"),
+            migration_lock_key("leasehold")
+        );
     }
 
     #[test]

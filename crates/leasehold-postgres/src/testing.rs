@@ -82,14 +82,15 @@ pub fn find_bindir() -> Option<PathBuf> {
     if let Some((_, bin)) = versions.pop() {
         return Some(bin);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).find(|p| has_server_binaries(p))
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).find(|p| has_server_binaries(p)))
 }
 
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn unique_suffix() -> String {
@@ -112,11 +113,14 @@ pub fn unique_schema(prefix: &str) -> String {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), String> {
-    let out = std::fs::File::create(log).map_err(|e| format!("{what}: cannot create {log:?}: {e}"))?;
+    let out =
+        std::fs::File::create(log).map_err(|e| format!("{what}: cannot create {log:?}: {e}"))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let status = cmd
         .stdin(Stdio::null())
@@ -299,7 +303,11 @@ fi
 rm -rf "$1"
 "#;
 
-fn spawn_watchdog(dir: &Path, bindir: &Path, run_as: Option<&str>) -> Result<(Child, ChildStdin), String> {
+fn spawn_watchdog(
+    dir: &Path,
+    bindir: &Path,
+    run_as: Option<&str>,
+) -> Result<(Child, ChildStdin), String> {
     // In its own session, so that a test runner killing the test's process
     // group does not take the cleanup with it.
     let mut cmd = if Path::new("/usr/bin/setsid").exists() || Path::new("/bin/setsid").exists() {
@@ -333,7 +341,13 @@ fn ensure_template(bindir: &Path, run_as: Option<&str>) -> Result<PathBuf, Strin
         .map_err(|e| format!("postgres --version: {e}"))?;
     let version: String = String::from_utf8_lossy(&version.stdout)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let owner = if run_as.is_some() { "root" } else { "user" };
     let template = std::env::temp_dir().join(format!(
@@ -349,9 +363,16 @@ fn ensure_template(bindir: &Path, run_as: Option<&str>) -> Result<PathBuf, Strin
         chown_to(user, &tmp)?;
     }
     let mut cmd = command_as(run_as, &bindir.join("initdb"));
-    cmd.arg("-D")
-        .arg(tmp.join("data"))
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N"]);
+    cmd.arg("-D").arg(tmp.join("data")).args([
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "-N",
+    ]);
     let log = std::env::temp_dir().join(format!("leasehold-initdb-{}.log", unique_suffix()));
     let result = run(&mut cmd, "initdb", &log);
     let _ = std::fs::remove_file(&log);

@@ -57,7 +57,10 @@ fn migrations_run_once_when_many_processes_start_together() {
 #[test]
 fn schema_from_url_keeps_installations_apart() {
     let Some(cl) = cluster() else { return };
-    let (a, b) = (testing::unique_schema("inst_a"), testing::unique_schema("inst_b"));
+    let (a, b) = (
+        testing::unique_schema("inst_a"),
+        testing::unique_schema("inst_b"),
+    );
     let sa = PgStore::connect(&cl.url_with_schema(&a)).unwrap();
     let sb = PgStore::connect(&cl.url_with_schema(&b)).unwrap();
     assert_eq!(sa.schema(), a);
@@ -79,7 +82,10 @@ fn schema_from_url_keeps_installations_apart() {
     }
     // The option works too, and the URL parameter wins over it.
     let via_opt = cl.store(&a);
-    assert_eq!(via_opt.require("same-id").unwrap().state.as_str(), "planned");
+    assert_eq!(
+        via_opt.require("same-id").unwrap().state.as_str(),
+        "planned"
+    );
     let url_wins = PgStore::connect_with(
         &cl.url_with_schema(&b),
         PgOptions {
@@ -116,10 +122,15 @@ fn unreachable_server_is_unavailable_quickly() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let e = PgStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).unwrap_err();
+    let e =
+        PgStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
     assert!(!e.message().contains("password"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -162,9 +173,15 @@ fn concurrent_creates_of_one_id_one_wins_the_rest_already_exists() {
     assert_eq!((ok_a, ok_b), (1, 1));
     let mut c = cl.client();
     let s = store.schema();
-    assert_eq!(count(&mut c, &format!("SELECT count(*) FROM \"{s}\".tasks")), 2);
     assert_eq!(
-        count(&mut c, &format!("SELECT count(*) FROM \"{s}\".task_history")),
+        count(&mut c, &format!("SELECT count(*) FROM \"{s}\".tasks")),
+        2
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM \"{s}\".task_history")
+        ),
         2,
         "one created entry per stored task, none for the losers"
     );
@@ -185,7 +202,10 @@ fn wait_until_blocked(c: &mut postgres::Client, app: &str) {
         if n > 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "{app} never blocked on the row lock");
+        assert!(
+            Instant::now() < deadline,
+            "{app} never blocked on the row lock"
+        );
         thread::yield_now();
     }
 }
@@ -193,7 +213,9 @@ fn wait_until_blocked(c: &mut postgres::Client, app: &str) {
 /// A serializable store whose transaction is forced into a serialization
 /// failure: a raw session locks the task row, the store blocks on it, the raw
 /// session updates the row and commits.
-fn forced_serialization_failure(retries: u32) -> Option<(PgStore, leasehold_core::Result<leasehold_core::Task>)> {
+fn forced_serialization_failure(
+    retries: u32,
+) -> Option<(PgStore, leasehold_core::Result<leasehold_core::Task>)> {
     let cl = cluster()?;
     let s = testing::unique_schema("ser");
     let app = format!("ser_{s}");
@@ -212,8 +234,11 @@ fn forced_serialization_failure(retries: u32) -> Option<(PgStore, leasehold_core
     store.create(new_task("t"), &ctx(0)).unwrap();
     let mut raw = cl.client();
     let mut tx = raw.transaction().unwrap();
-    tx.query(&format!("SELECT 1 FROM \"{s}\".tasks WHERE task_id = 't' FOR UPDATE"), &[])
-        .unwrap();
+    tx.query(
+        &format!("SELECT 1 FROM \"{s}\".tasks WHERE task_id = 't' FOR UPDATE"),
+        &[],
+    )
+    .unwrap();
     let worker = {
         let store = store.clone();
         thread::spawn(move || store.acquire_lease("t", "w1", at(60), &ctx(1)))
@@ -232,22 +257,37 @@ fn forced_serialization_failure(retries: u32) -> Option<(PgStore, leasehold_core
 
 #[test]
 fn serialization_failure_is_retried_inside_the_backend() {
-    let Some((store, result)) = forced_serialization_failure(5) else { return };
+    let Some((store, result)) = forced_serialization_failure(5) else {
+        return;
+    };
     let task = result.expect("the retried acquisition succeeds");
     assert_eq!(task.lease_owner.as_deref(), Some("w1"));
     assert_eq!(task.lease_token, 1);
-    assert_eq!(task.version, 3, "read after the concurrent bump (2), then leased (3)");
-    assert!(store.stats().serialization_retries >= 1, "{:?}", store.stats());
+    assert_eq!(
+        task.version, 3,
+        "read after the concurrent bump (2), then leased (3)"
+    );
+    assert!(
+        store.stats().serialization_retries >= 1,
+        "{:?}",
+        store.stats()
+    );
 }
 
 #[test]
 fn serialization_failure_without_retries_left_is_unavailable() {
-    let Some((store, result)) = forced_serialization_failure(0) else { return };
+    let Some((store, result)) = forced_serialization_failure(0) else {
+        return;
+    };
     let e = result.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
     assert!(e.is_retryable());
     let t = store.require("t").unwrap();
-    assert_eq!((t.lease_owner, t.lease_token, t.version), (None, 0, 2), "nothing applied");
+    assert_eq!(
+        (t.lease_owner, t.lease_token, t.version),
+        (None, 0, 2),
+        "nothing applied"
+    );
 }
 
 #[test]
@@ -267,7 +307,10 @@ fn database_refuses_a_token_going_back_or_a_terminal_task_changing_state() {
         let e = c.execute(&sql, &[]).unwrap_err();
         let db = e.as_db_error().expect("a server error");
         assert_eq!(db.code().code(), "LH001", "{sql}: {db}");
-        assert!(db.message().contains("\"t\"") || db.message().contains(" t "), "{db}");
+        assert!(
+            db.message().contains("\"t\"") || db.message().contains(" t "),
+            "{db}"
+        );
     }
     let t = store.require("t").unwrap();
     assert_eq!((t.state.as_str(), t.lease_token), ("completed", 1));
@@ -303,8 +346,11 @@ fn claim_skips_rows_locked_by_another_transaction_without_waiting() {
     }
     let mut raw = cl.client();
     let mut tx = raw.transaction().unwrap();
-    tx.query(&format!("SELECT 1 FROM \"{s}\".tasks WHERE task_id = 'high' FOR UPDATE"), &[])
-        .unwrap();
+    tx.query(
+        &format!("SELECT 1 FROM \"{s}\".tasks WHERE task_id = 'high' FOR UPDATE"),
+        &[],
+    )
+    .unwrap();
     let req = ClaimRequest {
         owner: "w".into(),
         queues: vec![],
@@ -313,10 +359,16 @@ fn claim_skips_rows_locked_by_another_transaction_without_waiting() {
     };
     // Runs while the lock is held: it would block forever without SKIP LOCKED.
     let got = store.claim(&req, &ctx(1)).unwrap();
-    assert_eq!(got.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), ["low"]);
+    assert_eq!(
+        got.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(),
+        ["low"]
+    );
     tx.rollback().unwrap();
     let got = store.claim(&req, &ctx(2)).unwrap();
-    assert_eq!(got.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), ["high"]);
+    assert_eq!(
+        got.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(),
+        ["high"]
+    );
 }
 
 #[test]
@@ -325,7 +377,9 @@ fn text_postgres_cannot_store_is_invalid_input_and_changes_nothing() {
     let store = cl.fresh_store();
     store.create(new_task("t"), &ctx(0)).unwrap();
     let before = store.require("t").unwrap();
-    let e = store.annotate("t", "op", "nul \u{0} inside", &ctx(1)).unwrap_err();
+    let e = store
+        .annotate("t", "op", "nul \u{0} inside", &ctx(1))
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
     assert_eq!(store.require("t").unwrap(), before);
     assert_eq!(store.history("t").unwrap().len(), 1);
@@ -383,8 +437,11 @@ fn pool_size_bounds_connections_and_busy_pool_times_out_as_unavailable() {
     // Hold the row lock elsewhere so that the store's only connection blocks.
     let mut raw = cl.client();
     let mut tx = raw.transaction().unwrap();
-    tx.query(&format!("SELECT 1 FROM \"{s}\".tasks WHERE task_id = 't' FOR UPDATE"), &[])
-        .unwrap();
+    tx.query(
+        &format!("SELECT 1 FROM \"{s}\".tasks WHERE task_id = 't' FOR UPDATE"),
+        &[],
+    )
+    .unwrap();
     let blocked = {
         let store = store.clone();
         thread::spawn(move || store.dispatch("t", &ctx(1)))
@@ -411,6 +468,9 @@ fn pool_size_bounds_connections_and_busy_pool_times_out_as_unavailable() {
     assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
     assert!(e.message().contains("pool_size"), "{e}");
     tx.commit().unwrap();
-    assert_eq!(blocked.join().unwrap().unwrap().state.as_str(), "dispatched");
+    assert_eq!(
+        blocked.join().unwrap().unwrap().state.as_str(),
+        "dispatched"
+    );
     assert_eq!(store.stats().connects, 1);
 }

@@ -53,12 +53,18 @@ struct ChildProc {
 
 fn spawn_child(role: &str, url: &str, env: &[(&str, String)]) -> ChildProc {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_process_worker", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("LH_PG_CHILD_ROLE", role)
-        .env("LH_PG_CHILD_URL", url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "--exact",
+        "child_process_worker",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("LH_PG_CHILD_ROLE", role)
+    .env("LH_PG_CHILD_URL", url)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -190,21 +196,35 @@ fn claim_20000_tasks_from_two_processes_with_16_connections_each() {
         ("LH_PG_CHILD_THREADS", "16".to_string()),
         ("LH_PG_CHILD_AT", at(10).as_micros().to_string()),
     ];
-    let children = vec![spawn_child("claim", &url, &env), spawn_child("claim", &url, &env)];
+    let children = vec![
+        spawn_child("claim", &url, &env),
+        spawn_child("claim", &url, &env),
+    ];
     let outputs = go_and_collect(children);
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for (i, lines) in outputs.iter().enumerate() {
-        assert!(!lines.is_empty(), "child {i} claimed nothing: no real concurrency");
+        assert!(
+            !lines.is_empty(),
+            "child {i} claimed nothing: no real concurrency"
+        );
         for l in lines {
             let mut parts = l.split(' ');
             assert_eq!(parts.next(), Some("CLAIMED"), "{l}");
             let id = parts.next().unwrap().to_string();
-            assert_eq!(parts.next(), Some("1"), "first lease of {id} must carry token 1");
+            assert_eq!(
+                parts.next(),
+                Some("1"),
+                "first lease of {id} must carry token 1"
+            );
             *seen.entry(id).or_default() += 1;
         }
     }
     let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(twice.is_empty(), "leased more than once: {:?}", &twice[..twice.len().min(10)]);
+    assert!(
+        twice.is_empty(),
+        "leased more than once: {:?}",
+        &twice[..twice.len().min(10)]
+    );
     assert_eq!(seen.len(), n, "every task leased exactly once");
     let expected: BTreeSet<String> = (0..n).map(|i| format!("c-{i:05}")).collect();
     assert!(seen.keys().eq(expected.iter()));
@@ -220,7 +240,11 @@ fn claim_20000_tasks_from_two_processes_with_16_connections_each() {
         )
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), n as i64);
-    assert_eq!(row.get::<_, i64>(1), n as i64, "exactly one leased entry per task");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        n as i64,
+        "exactly one leased entry per task"
+    );
 }
 
 #[test]
@@ -229,7 +253,9 @@ fn acquire_race_32_connections_200_rounds_on_one_task_exactly_one_winner() {
     let schema = testing::unique_schema("race");
     let url = cl.url_with_schema(&schema);
     let setup = PgStore::connect(&url).unwrap();
-    setup.create(NewTask::new("hot", "saga-hot"), &ctx(0)).unwrap();
+    setup
+        .create(NewTask::new("hot", "saga-hot"), &ctx(0))
+        .unwrap();
     let n = 32;
     let rounds = 200u64;
     let barrier = Arc::new(Barrier::new(n));
@@ -271,7 +297,11 @@ fn acquire_race_32_connections_200_rounds_on_one_task_exactly_one_winner() {
     }
     assert_eq!(per_round.len() as u64, rounds, "every round has a winner");
     for (r, tokens) in &per_round {
-        assert_eq!(tokens, &vec![r + 1], "round {r}: exactly one winner, token r+1");
+        assert_eq!(
+            tokens,
+            &vec![r + 1],
+            "round {r}: exactly one winner, token r+1"
+        );
     }
     let t = setup.require("hot").unwrap();
     assert_eq!((t.lease_token, t.attempts), (rounds, rounds as u32));
@@ -282,7 +312,11 @@ fn acquire_race_32_connections_200_rounds_on_one_task_exactly_one_winner() {
         .filter(|h| h.kind.as_str() == "leased")
         .map(|h| h.lease_token)
         .collect();
-    assert_eq!(leased, (1..=rounds).collect::<Vec<_>>(), "tokens strictly increase, none reused");
+    assert_eq!(
+        leased,
+        (1..=rounds).collect::<Vec<_>>(),
+        "tokens strictly increase, none reused"
+    );
 }
 
 #[test]
@@ -313,7 +347,9 @@ fn reclaim_in_two_processes_at_once_never_doubles_or_skips() {
                     let expires = Timestamp::from_micros(base + ms(i as i64 + 1)).unwrap();
                     if i % 3 == 0 {
                         store.acquire_lease(&id, "first", expires, &ctx(1)).unwrap();
-                        store.release(&id, &Fence::new("first", 1), &ctx(2)).unwrap();
+                        store
+                            .release(&id, &Fence::new("first", 1), &ctx(2))
+                            .unwrap();
                     }
                     store.acquire_lease(&id, "w", expires, &ctx(3)).unwrap();
                 }
@@ -324,11 +360,17 @@ fn reclaim_in_two_processes_at_once_never_doubles_or_skips() {
     let env = [
         ("LH_PG_CHILD_THREADS", "4".to_string()),
         ("LH_PG_CHILD_SWEEP_START", base.to_string()),
-        ("LH_PG_CHILD_SWEEP_STEP", (ms(n as i64 + 1) / steps + 1).to_string()),
+        (
+            "LH_PG_CHILD_SWEEP_STEP",
+            (ms(n as i64 + 1) / steps + 1).to_string(),
+        ),
         ("LH_PG_CHILD_SWEEP_STEPS", steps.to_string()),
         ("LH_PG_CHILD_MAX_ATTEMPTS", "2".to_string()),
     ];
-    let children = vec![spawn_child("reclaim", &url, &env), spawn_child("reclaim", &url, &env)];
+    let children = vec![
+        spawn_child("reclaim", &url, &env),
+        spawn_child("reclaim", &url, &env),
+    ];
     let outputs = go_and_collect(children);
     let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for lines in &outputs {
@@ -336,7 +378,9 @@ fn reclaim_in_two_processes_at_once_never_doubles_or_skips() {
             let mut parts = l.split(' ');
             assert_eq!(parts.next(), Some("RECLAIMED"), "{l}");
             let id = parts.next().unwrap().to_string();
-            seen.entry(id).or_default().push(parts.next().unwrap().to_string());
+            seen.entry(id)
+                .or_default()
+                .push(parts.next().unwrap().to_string());
         }
     }
     assert!(
@@ -347,11 +391,20 @@ fn reclaim_in_two_processes_at_once_never_doubles_or_skips() {
     assert_eq!(seen.len(), n, "no stale task skipped");
     for (id, states) in &seen {
         let i: usize = id[2..].parse().unwrap();
-        let want = if i % 3 == 0 { "quarantined" } else { "dispatched" };
-        assert_eq!(states, &vec![want.to_string()], "task {id} reclaimed once, as {want}");
+        let want = if i % 3 == 0 {
+            "quarantined"
+        } else {
+            "dispatched"
+        };
+        assert_eq!(
+            states,
+            &vec![want.to_string()],
+            "task {id} reclaimed once, as {want}"
+        );
     }
     let store = PgStore::connect(&url).unwrap();
-    assert!(store.list_stale(Timestamp::from_micros(base + ms(n as i64 + 10)).unwrap())
+    assert!(store
+        .list_stale(Timestamp::from_micros(base + ms(n as i64 + 10)).unwrap())
         .unwrap()
         .is_empty());
     let mut c = cl.client();
@@ -366,5 +419,9 @@ fn reclaim_in_two_processes_at_once_never_doubles_or_skips() {
             &[],
         )
         .unwrap();
-    assert!(bad.is_empty(), "{} tasks without exactly one expired/quarantined entry", bad.len());
+    assert!(
+        bad.is_empty(),
+        "{} tasks without exactly one expired/quarantined entry",
+        bad.len()
+    );
 }
