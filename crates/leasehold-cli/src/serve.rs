@@ -130,3 +130,35 @@ async fn shutdown_signal() {
     }
     eprintln!("leasehold: shutting down: finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: &str, interval: &str, max: u32) -> ServeArgs {
+        ServeArgs {
+            listen: listen.into(),
+            tokens: None,
+            reaper_interval: interval.into(),
+            max_attempts: max,
+        }
+    }
+
+    #[test]
+    fn flags_resolve_to_a_server_config() {
+        let c = config(&args("127.0.0.1:7878", "5s", 5)).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
+        assert_eq!(c.reaper_interval, Duration::from_secs(5));
+        assert!(!c.trust_client_clock, "never from the command line");
+        assert_eq!(
+            config(&args("127.0.0.1:1", "off", 1))
+                .unwrap()
+                .reaper_interval,
+            Duration::ZERO
+        );
+        let code = |a: ServeArgs| config(&a).unwrap_err().code().as_str();
+        assert_eq!(code(args("localhost", "5s", 5)), "invalid_input");
+        assert_eq!(code(args("127.0.0.1:1", "soon", 5)), "invalid_input");
+        assert_eq!(code(args("127.0.0.1:1", "5s", 0)), "invalid_input");
+    }
+}

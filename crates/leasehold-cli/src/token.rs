@@ -102,3 +102,70 @@ pub fn run(args: &TokenArgs, json: bool) -> Result<String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        (dir, path)
+    }
+
+    #[test]
+    fn create_prints_the_secret_once_and_stores_only_its_hash() {
+        let (_dir, path) = file();
+        let args = TokenArgs {
+            command: TokenCommand::Create {
+                tokens: path.clone(),
+                name: "w1".into(),
+                role: "worker".into(),
+            },
+        };
+        let out: serde_json::Value = serde_json::from_str(&run(&args, true).unwrap()).unwrap();
+        assert_eq!(out["name"], "w1");
+        assert_eq!(out["role"], "worker");
+        let secret = out["secret"].as_str().unwrap();
+        assert!(secret.starts_with("lh_"));
+        let stored = std::fs::read_to_string(&path).unwrap();
+        assert!(!stored.contains(secret));
+        assert!(stored.contains(&tokens::hash_secret(secret)));
+        // The list shows names and roles, never secrets or hashes.
+        let list = run(
+            &TokenArgs {
+                command: TokenCommand::List {
+                    tokens: path.clone(),
+                },
+            },
+            false,
+        )
+        .unwrap();
+        assert!(list.contains("w1") && list.contains("worker"));
+        assert!(!list.contains(secret) && !list.contains(&tokens::hash_secret(secret)));
+    }
+
+    #[test]
+    fn bad_role_duplicate_and_unknown_revoke_are_invalid_input() {
+        let (_dir, path) = file();
+        let create = |name: &str, role: &str| TokenArgs {
+            command: TokenCommand::Create {
+                tokens: path.clone(),
+                name: name.into(),
+                role: role.into(),
+            },
+        };
+        let code = |r: Result<String>| r.unwrap_err().code().as_str();
+        assert_eq!(code(run(&create("x", "boss"), false)), "invalid_input");
+        run(&create("x", "reader"), false).unwrap();
+        assert_eq!(code(run(&create("x", "reader"), false)), "invalid_input");
+        let revoke = |name: &str| TokenArgs {
+            command: TokenCommand::Revoke {
+                tokens: path.clone(),
+                name: name.into(),
+            },
+        };
+        run(&revoke("x"), false).unwrap();
+        assert_eq!(code(run(&revoke("x"), false)), "invalid_input");
+    }
+}
