@@ -12,6 +12,7 @@ Everything is backed by the Rust engine (``leasehold._native``); the rules
 live there, once, for every backend.
 """
 
+from .client import AsyncClient, AsyncLease, Client, Lease, LeaseLost, NoTaskAvailable
 from .errors import (
     AlreadyExists,
     AlreadyExistsError,
@@ -57,6 +58,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "AsyncClient",
+    "AsyncLease",
+    "Client",
+    "Lease",
+    "LeaseLost",
+    "NoTaskAvailable",
     "AlreadyExistsError",
     "Compensation",
     "CompensationRecord",
