@@ -20,6 +20,15 @@
 //! ([`support::assert_unchanged`]). The macros expand to one `#[test]` per
 //! scenario, in a module per area, so `cargo nextest run` lists them by name.
 //!
+//! The harness expression is evaluated inside each generated test function,
+//! so it may `return` early to skip a test when its backend is unavailable
+//! (e.g. `{ let Some(h) = PgHarness::new() else { return }; h }`).
+//!
+//! Concurrency scenarios ([`concurrency`]) run modest sizes from the macro
+//! (20 rounds of 32 threads); a backend runs the full-size versions from its
+//! own tests, e.g. `concurrency::lease_race_sized(&harness, 200, 32)` and
+//! `concurrency::claim_race_sized(&harness, 500, 16)`.
+//!
 //! The model-based test ([`model`]) drives random operation sequences through
 //! a fresh [`leasehold_core::memory::MemoryStore`] and the backend under test
 //! side by side; any disagreement panics with the seed and the step to replay.
