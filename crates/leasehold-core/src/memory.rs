@@ -105,8 +105,8 @@ impl Store for MemoryStore {
         }
         if let Some(other) = g.sagas.get(&t.task.saga_id) {
             return Err(Error::AlreadyExists(format!(
-                "saga {:?} is already used by task {other:?}",
-                t.task.saga_id
+                "cannot create task {:?}: saga {:?} is already used by task {other:?}",
+                t.task.task_id, t.task.saga_id
             )));
         }
         Ok(g.insert(t))
@@ -120,8 +120,8 @@ impl Store for MemoryStore {
         if let Some(other) = g.sagas.get(&t.task.saga_id) {
             if *other != t.task.task_id {
                 return Err(Error::AlreadyExists(format!(
-                    "saga {:?} is already used by task {other:?}",
-                    t.task.saga_id
+                    "cannot put task {:?}: saga {:?} is already used by task {other:?}",
+                    t.task.task_id, t.task.saga_id
                 )));
             }
         }
