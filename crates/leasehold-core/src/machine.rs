@@ -325,11 +325,16 @@ pub fn put(
         return Err(Error::LeaseConflict(format!(
             "task {tid:?} is leased by {:?} until {}; put cannot move it to {}",
             old.lease_owner.as_deref().unwrap_or(""),
-            old.lease_expires_at.map(|t| t.to_string()).unwrap_or_default(),
+            old.lease_expires_at
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             task.state
         )));
     }
-    if old.state == TaskState::Running && task.state != TaskState::Running && !task.state.is_terminal() {
+    if old.state == TaskState::Running
+        && task.state != TaskState::Running
+        && !task.state.is_terminal()
+    {
         return Err(Error::LeaseConflict(format!(
             "task {tid:?} holds an expired lease of {:?}; release or reclaim it before moving it to {}",
             old.lease_owner.as_deref().unwrap_or(""),
@@ -451,7 +456,9 @@ pub fn apply(task: &Task, cmd: &Command, ctx: &Context) -> Result<Transition> {
                 return Err(Error::LeaseConflict(format!(
                     "task {tid:?} is already leased by {:?} until {}",
                     task.lease_owner.as_deref().unwrap_or(""),
-                    task.lease_expires_at.map(|t| t.to_string()).unwrap_or_default()
+                    task.lease_expires_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
                 )));
             }
             next.state = TaskState::Running;
@@ -632,7 +639,10 @@ pub fn apply(task: &Task, cmd: &Command, ctx: &Context) -> Result<Transition> {
             c.updated_at = at;
             kind = HistoryKind::CompensationRecorded;
             detail = Some(match d {
-                Some(d) => format!("compensation {index} ({} {}): {status}: {d}", c.kind, c.target),
+                Some(d) => format!(
+                    "compensation {index} ({} {}): {status}: {d}",
+                    c.kind, c.target
+                ),
                 None => format!("compensation {index} ({} {}): {status}", c.kind, c.target),
             });
         }

@@ -30,13 +30,17 @@ struct Inner {
 impl Inner {
     fn commit(&mut self, seq: u64, t: Transition) -> Task {
         if let Some(h) = t.history {
-            self.history.entry(t.task.task_id.clone()).or_default().push(h);
+            self.history
+                .entry(t.task.task_id.clone())
+                .or_default()
+                .push(h);
         }
         if t.changed {
             if let Some(old) = self.tasks.get(&seq) {
                 if old.saga_id != t.task.saga_id {
                     self.sagas.remove(&old.saga_id);
-                    self.sagas.insert(t.task.saga_id.clone(), t.task.task_id.clone());
+                    self.sagas
+                        .insert(t.task.saga_id.clone(), t.task.task_id.clone());
                 }
             }
             self.tasks.insert(seq, t.task.clone());

@@ -49,7 +49,10 @@ impl TaskState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Completed | TaskState::Failed | TaskState::Compensated | TaskState::Quarantined
+            TaskState::Completed
+                | TaskState::Failed
+                | TaskState::Compensated
+                | TaskState::Quarantined
         )
     }
 

@@ -126,7 +126,9 @@ pub fn decode_cursor(cursor: Option<&str>) -> Result<u64> {
         Some(c) => c
             .strip_prefix("s")
             .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| Error::InvalidInput(format!("cursor {c:?} is not a cursor this store issued"))),
+            .ok_or_else(|| {
+                Error::InvalidInput(format!("cursor {c:?} is not a cursor this store issued"))
+            }),
     }
 }
 

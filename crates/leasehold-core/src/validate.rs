@@ -76,7 +76,9 @@ pub fn metadata(task_id: &str, value: &serde_json::Value) -> Result<()> {
             "metadata of task {task_id:?} must be a JSON object"
         )));
     }
-    let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > METADATA_BYTES_MAX {
         return Err(Error::InvalidInput(format!(
             "metadata of task {task_id:?} is {size} bytes serialised; at most {METADATA_BYTES_MAX} allowed"
