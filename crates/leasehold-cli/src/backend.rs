@@ -20,5 +20,11 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
             let store = leasehold_sqlite::SqliteStore::open(path)?;
             Ok(Arc::new(store))
         }
+        Backend::Postgres(url) => {
+            // The URL may carry a password: log only that PostgreSQL is used.
+            tracing::debug!("opening PostgreSQL store");
+            let store = leasehold_postgres::PgStore::connect(url)?;
+            Ok(Arc::new(store))
+        }
     }
 }

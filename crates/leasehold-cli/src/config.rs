@@ -21,6 +21,9 @@ pub const DB_DEFAULT: &str = "leasehold.db";
 pub enum Backend {
     /// The embedded SQLite store in this file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: a `postgres://` or `postgresql://` URL
+    /// (optionally `?schema=NAME`). May hold a password: never log it.
+    Postgres(String),
 }
 
 /// Everything a command needs besides its own arguments.
@@ -73,6 +76,9 @@ pub fn backend_from(db: Option<&str>) -> Result<Backend> {
         Some(d) if d.trim().is_empty() => Err(Error::InvalidInput(
             "--db (or LEASEHOLD_DB) must not be empty; expected a SQLite file path".into(),
         )),
+        Some(d) if leasehold_postgres::is_postgres_url(d.trim()) => {
+            Ok(Backend::Postgres(d.trim().to_string()))
+        }
         Some(d) => Ok(Backend::Sqlite(PathBuf::from(d))),
     }
 }
@@ -158,6 +164,19 @@ mod tests {
             Timestamp::parse("2026-06-03T10:00:00Z").unwrap()
         );
         assert!(expiry(at, Some("1000000000y"), None).is_err());
+    }
+
+    #[test]
+    fn postgres_urls_select_postgres() {
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u@h:5432/db?schema=team_a",
+        ] {
+            assert_eq!(
+                backend_from(Some(url)).unwrap(),
+                Backend::Postgres(url.to_string())
+            );
+        }
     }
 
     #[test]
