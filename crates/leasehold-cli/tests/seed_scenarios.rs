@@ -305,6 +305,32 @@ fn s08_adversarial_heartbeats() {
     }
 }
 
+/// Scenario 9 (the CLI has no `put`; its whole-task write is `import`):
+/// writing back a stale copy of a task, read before the lease was taken,
+/// does not clear the active lease.
+#[test]
+fn s09_stale_copy_does_not_clear_a_lease() {
+    let env = Env::new();
+    let seed = env.dir().join("seed.db");
+    let conn = rusqlite::Connection::open(&seed).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE task_sagas (task_id TEXT PRIMARY KEY, saga_id TEXT, state TEXT, issue INTEGER,
+         branch TEXT, worktree TEXT, compensations_json TEXT, lease_owner TEXT, lease_expires_at TEXT,
+         last_heartbeat_at TEXT, terminal_reason TEXT);
+         INSERT INTO task_sagas (task_id, saga_id, state, compensations_json) VALUES ('t', 's', 'planned', '[]');",
+    )
+    .unwrap();
+    let seed = seed.to_str().unwrap();
+    env.ok(T0, &["import", seed]);
+    env.ok(T1, &["lease", "t", "--owner", "w", "--ttl", "5m"]);
+    let leased = env.snapshot();
+    let report = env.ok(T2, &["import", seed]);
+    assert_eq!(report["already_present"], 1, "{report}");
+    assert_eq!(report["imported"], 0, "{report}");
+    assert_eq!(env.snapshot(), leased);
+    assert_eq!(env.get("t")["lease_owner"], "w");
+}
+
 /// Scenario 10: A's lease expired and B took the task; A's late heartbeat loses.
 #[test]
 fn s10_late_heartbeat_after_takeover() {
