@@ -229,6 +229,43 @@ pub fn terminal_refuses_every_change<H: Harness>(h: &H) {
             rejected(&s, id, term, &[id], |s| s.put(c.clone(), None, &ctx(100)));
         }
     }
+    // Audit metadata stays editable on every terminal state.
+    for id in &ids_states {
+        let id = id.as_str();
+        let cur = get(&s, id);
+        let mut c = cur.clone();
+        c.terminal_reason = Some(format!("{id}: reviewed"));
+        let t = s.put(c, Some(cur.version), &ctx(200)).unwrap();
+        assert_eq!(t.state, cur.state);
+        assert_eq!(t.terminal_reason, Some(format!("{id}: reviewed")));
+        let t = s.annotate(id, "auditor", "seen", &ctx(201)).unwrap();
+        assert_eq!(t.notes.len(), cur.notes.len() + 1);
+        if !t.compensations.is_empty() {
+            let t = s
+                .record_compensation(
+                    id,
+                    0,
+                    leasehold_core::CompensationStatus::Applied,
+                    Some("done"),
+                    &ctx(202),
+                )
+                .unwrap();
+            assert_eq!(
+                t.compensations[0].status,
+                leasehold_core::CompensationStatus::Applied
+            );
+        }
+        let t = get(&s, id);
+        assert_eq!(t.state, cur.state, "audit edits must not change the state");
+        assert_eq!(t.lease_token, cur.lease_token);
+        let kinds: Vec<HistoryKind> = history(&s, id)
+            .iter()
+            .rev()
+            .take(2)
+            .map(|e| e.kind)
+            .collect();
+        assert!(kinds.contains(&HistoryKind::Annotated), "{id}: {kinds:?}");
+    }
     let req = leasehold_core::ClaimRequest {
         owner: "w9".into(),
         queues: vec![],
