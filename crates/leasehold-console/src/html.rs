@@ -105,8 +105,7 @@ pub(crate) fn page(
                         a href="/workers" class=[(nav == Nav::Workers).then_some("on")] { "Workers" }
                     }
                     div.who {
-                        span #live.live { @if refresh_secs > 0 { "live" } @else { "static" } }
-                        " "
+                        @if refresh_secs > 0 { span #live.live { "live" } " " }
                         span.principal data-role=(viewer.principal.role.as_str()) {
                             (viewer.principal.name) " · " (viewer.principal.role.as_str())
                         }
@@ -234,7 +233,9 @@ pub(crate) fn when_opt(t: Option<Timestamp>, now: Timestamp) -> Markup {
 /// `in 4m 2s` or `3s ago`.
 pub(crate) fn relative(t: Timestamp, now: Timestamp) -> String {
     let d = t.micros_since(now);
-    if d >= 0 {
+    if d.abs() < 1_000_000 {
+        "just now".into()
+    } else if d >= 0 {
         format!("in {}", span(d))
     } else {
         format!("{} ago", span(-d))
@@ -343,6 +344,7 @@ mod tests {
         let later = Timestamp::parse("2026-06-03T10:00:30Z").unwrap();
         assert_eq!(relative(later, now), "in 30s");
         assert_eq!(relative(now, later), "30s ago");
+        assert_eq!(relative(now, now), "just now");
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! Support shared by the console's integration tests.
+
+pub mod webdriver;
