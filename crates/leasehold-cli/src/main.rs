@@ -75,6 +75,37 @@ fn report(e: &Error, json: bool) -> ExitCode {
         format!("error: {}", e.message())
     };
     let _ = writeln!(io::stderr().lock(), "{line}");
-    let exit = code.exit_code();
-    ExitCode::from(u8::try_from(exit).unwrap_or(1))
+    ExitCode::from(exit_status(e))
+}
+
+/// The documented exit status of an error (`ErrorCode::exit_code`), 1 if it
+/// does not fit a process exit status.
+fn exit_status(e: &Error) -> u8 {
+    u8::try_from(e.code().exit_code()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold_core::ErrorCode;
+
+    #[test]
+    fn every_error_code_has_its_documented_exit_status() {
+        let documented = [
+            (ErrorCode::InvalidInput, 3),
+            (ErrorCode::NotFound, 4),
+            (ErrorCode::AlreadyExists, 5),
+            (ErrorCode::LeaseConflict, 6),
+            (ErrorCode::Terminal, 7),
+            (ErrorCode::VersionConflict, 8),
+            (ErrorCode::Unauthorized, 9),
+            (ErrorCode::Forbidden, 9),
+            (ErrorCode::Unavailable, 10),
+            (ErrorCode::Internal, 1),
+        ];
+        assert_eq!(documented.len(), ErrorCode::ALL.len());
+        for (code, status) in documented {
+            assert_eq!(exit_status(&Error::new(code, "m")), status, "{code}");
+        }
+    }
 }
