@@ -39,6 +39,8 @@ step "virtualenv"
 VENV="$(mktemp -d "${TMPDIR:-/tmp}/leasehold-py.XXXXXX")/venv"
 trap 'rm -rf "$(dirname "$VENV")"' EXIT
 "$PY" -m venv "$VENV"
+# maturin's build hook runs the `maturin` executable: the venv's bin must be on PATH.
+export PATH="$VENV/bin:$PATH"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "maturin>=1.5,<2" "pytest>=7"
 
