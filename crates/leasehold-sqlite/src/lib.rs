@@ -79,6 +79,7 @@
 //! integers are `i64`: a value above `i64::MAX` is refused with
 //! `invalid_input` rather than wrapped.
 
+mod busy;
 mod errors;
 pub mod migrations;
 mod row;
@@ -188,8 +189,11 @@ fn connect(path: &Path, opts: &SqliteOptions, reader: bool) -> Result<Connection
         _ => map(e, &format!("open {}", path.display())),
     };
     let conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(opts.busy_timeout)
-        .map_err(sql("set busy_timeout"))?;
+    // Our own busy handler instead of `busy_timeout`: same timeout, but waiters
+    // poll often enough not to starve (see the `busy` module).
+    busy::set_timeout(opts.busy_timeout);
+    conn.busy_handler(Some(busy::handler))
+        .map_err(sql("install the busy handler"))?;
     if !reader {
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -274,6 +278,7 @@ impl SqliteStore {
             Some(c) => c,
             None => connect(&self.path, &self.opts, true)?,
         };
+        busy::set_timeout(self.opts.busy_timeout);
         let out = (|| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -292,6 +297,7 @@ impl SqliteStore {
     /// commit it if `f` succeeds; on error nothing is written.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = lock(&self.writer);
+        busy::set_timeout(self.opts.busy_timeout);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("begin a write transaction"))?;
