@@ -10,20 +10,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::{json, Value};
 
-const SCHEMA: &str = "CREATE TABLE task_sagas (
-    task_id TEXT PRIMARY KEY,
-    saga_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    issue INTEGER,
-    branch TEXT,
-    worktree TEXT,
-    compensations_json TEXT NOT NULL DEFAULT '[]',
-    lease_owner TEXT,
-    lease_expires_at TEXT,
-    last_heartbeat_at TEXT,
-    terminal_reason TEXT
-)";
-
 /// One seed row: (task_id, saga_id, state, issue, branch, worktree,
 /// compensations_json, lease_owner, lease_expires_at, last_heartbeat_at, terminal_reason).
 type Row<'a> = (
@@ -226,8 +212,7 @@ fn seed_rows() -> Vec<Row<'static>> {
 }
 
 fn write_seed(path: &Path, rows: &[Row<'_>]) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(SCHEMA).unwrap();
+    let conn = new_seed_db(path);
     for r in rows {
         conn.execute(
             "INSERT INTO task_sagas VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",

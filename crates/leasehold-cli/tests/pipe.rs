@@ -10,13 +10,7 @@ use common::*;
 /// A seed database with `rows` planned tasks, imported to fill the store fast.
 fn fill(env: &Env, rows: usize) {
     let seed = env.dir().join("seed.db");
-    let conn = rusqlite::Connection::open(&seed).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE task_sagas (task_id TEXT PRIMARY KEY, saga_id TEXT NOT NULL, state TEXT NOT NULL,
-         issue INTEGER, branch TEXT, worktree TEXT, compensations_json TEXT NOT NULL DEFAULT '[]',
-         lease_owner TEXT, lease_expires_at TEXT, last_heartbeat_at TEXT, terminal_reason TEXT)",
-    )
-    .unwrap();
+    let conn = new_seed_db(&seed);
     let mut stmt = conn
         .prepare("INSERT INTO task_sagas (task_id, saga_id, state, branch) VALUES (?1, ?2, 'planned', ?3)")
         .unwrap();

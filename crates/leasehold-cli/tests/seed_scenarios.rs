@@ -312,14 +312,12 @@ fn s08_adversarial_heartbeats() {
 fn s09_stale_copy_does_not_clear_a_lease() {
     let env = Env::new();
     let seed = env.dir().join("seed.db");
-    let conn = rusqlite::Connection::open(&seed).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE task_sagas (task_id TEXT PRIMARY KEY, saga_id TEXT, state TEXT, issue INTEGER,
-         branch TEXT, worktree TEXT, compensations_json TEXT, lease_owner TEXT, lease_expires_at TEXT,
-         last_heartbeat_at TEXT, terminal_reason TEXT);
-         INSERT INTO task_sagas (task_id, saga_id, state, compensations_json) VALUES ('t', 's', 'planned', '[]');",
-    )
-    .unwrap();
+    new_seed_db(&seed)
+        .execute(
+            "INSERT INTO task_sagas (task_id, saga_id, state) VALUES ('t', 's', 'planned')",
+            [],
+        )
+        .unwrap();
     let seed = seed.to_str().unwrap();
     env.ok(T0, &["import", seed]);
     env.ok(T1, &["lease", "t", "--owner", "w", "--ttl", "5m"]);

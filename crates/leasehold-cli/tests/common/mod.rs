@@ -22,6 +22,28 @@ pub const T5: &str = "2026-06-03T10:05:00Z";
 /// Ten minutes after [`T0`].
 pub const T10: &str = "2026-06-03T10:10:00Z";
 
+/// The seed's Python store schema (table `task_sagas`), for import fixtures.
+pub const SEED_SCHEMA: &str = "CREATE TABLE task_sagas (
+    task_id TEXT PRIMARY KEY,
+    saga_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    issue INTEGER,
+    branch TEXT,
+    worktree TEXT,
+    compensations_json TEXT NOT NULL DEFAULT '[]',
+    lease_owner TEXT,
+    lease_expires_at TEXT,
+    last_heartbeat_at TEXT,
+    terminal_reason TEXT
+)";
+
+/// Create a seed database at `path` with [`SEED_SCHEMA`] and no rows.
+pub fn new_seed_db(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open seed db");
+    conn.execute_batch(SEED_SCHEMA).expect("seed schema");
+    conn
+}
+
 /// What one run of the binary did.
 #[derive(Debug)]
 pub struct Run {
