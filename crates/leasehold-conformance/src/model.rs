@@ -37,10 +37,10 @@ pub const MODEL_CASES_DEFAULT: u64 = 64;
 /// Default operations per seed.
 pub const MODEL_STEPS_DEFAULT: usize = 200;
 
-const IDS: [&str; 8] = ["m-0", "m-1", "m-2", "m-3", "m-4", "m-5", "m-6", "m-7"];
-const SAGAS: [&str; 9] = [
-    "s-0", "s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "s-7", "s-8",
+const IDS: [&str; 12] = [
+    "m-0", "m-1", "m-2", "m-3", "m-4", "m-5", "m-6", "m-7", "m-8", "m-9", "m-10", "m-11",
 ];
+const SAGAS: [&str; 6] = ["s-0", "s-1", "s-2", "s-3", "s-4", "s-x"];
 const OWNERS: [&str; 3] = ["w-a", "w-b", "w-c"];
 const QUEUES: [&str; 2] = ["default", "q1"];
 const ACTORS: [&str; 2] = ["op", "reaper"];
@@ -333,14 +333,14 @@ fn plus(t: Timestamp, secs: i64) -> Timestamp {
 
 fn owner_for(rng: &mut StdRng, t: Option<&Task>) -> String {
     match t.and_then(|t| t.lease_owner.clone()) {
-        Some(o) if rng.gen_bool(0.75) => o,
+        Some(o) if rng.gen_bool(0.85) => o,
         _ => pick(rng, &OWNERS).to_string(),
     }
 }
 
 fn token_for(rng: &mut StdRng, t: Option<&Task>) -> u64 {
     let cur = t.map_or(0, |t| t.lease_token);
-    match rng.gen_range(0..8) {
+    match rng.gen_range(0..10) {
         0 => cur.saturating_sub(1),
         1 => cur + 1,
         _ => cur,
@@ -395,14 +395,14 @@ fn generate<H: Harness>(rng: &mut StdRng, run: &Run<H>) -> Op {
     };
     match rng.gen_range(0..100) {
         0..=7 => {
-            let micros = match rng.gen_range(0..8) {
+            let micros = match rng.gen_range(0..11) {
                 0 => 1,
-                1 => 10_000_000,
-                2 => 29_000_000,
-                3 => 30_000_000,
-                4 => 31_000_000,
-                5 => 60_000_000,
-                6 => 120_000_000,
+                1 | 2 => 1_000_000,
+                3 | 4 => 5_000_000,
+                5 => 10_000_000,
+                6 => 29_000_000,
+                7 => 31_000_000,
+                8 => 120_000_000,
                 _ => {
                     // Land exactly on the nearest future expiry.
                     let next = run
@@ -420,7 +420,23 @@ fn generate<H: Harness>(rng: &mut StdRng, run: &Run<H>) -> Op {
         }
         8 => Op::Reopen,
         9..=16 => {
-            let mut new = NewTask::new(id, *pick(rng, &SAGAS));
+            // Mostly a missing id with its own saga; sometimes a duplicate
+            // id or a saga another task may hold.
+            let missing: Vec<&str> = IDS
+                .iter()
+                .copied()
+                .filter(|i| run.model.get(i).expect("model get").is_none())
+                .collect();
+            let id = match missing.choose(rng) {
+                Some(m) if rng.gen_bool(0.7) => m.to_string(),
+                _ => id,
+            };
+            let saga = if rng.gen_bool(0.75) {
+                format!("s-{}", id.trim_start_matches("m-"))
+            } else {
+                pick(rng, &SAGAS).to_string()
+            };
+            let mut new = NewTask::new(id, saga);
             if rng.gen_bool(0.03) {
                 new.task_id = "bad id".into();
             }
@@ -451,7 +467,11 @@ fn generate<H: Harness>(rng: &mut StdRng, run: &Run<H>) -> Op {
             Op::Apply {
                 id,
                 cmd: Command::Acquire {
-                    owner: pick(rng, &OWNERS).to_string(),
+                    owner: if rng.gen_bool(0.03) {
+                        String::new()
+                    } else {
+                        pick(rng, &OWNERS).to_string()
+                    },
                     expires_at: plus(now, secs),
                 },
             }
@@ -542,8 +562,10 @@ fn generate<H: Harness>(rng: &mut StdRng, run: &Run<H>) -> Op {
             },
         },
         68..=74 => {
-            let queues = match rng.gen_range(0..4) {
+            let queues = match rng.gen_range(0..5) {
                 0 => vec![],
+                4 if rng.gen_bool(0.2) => vec!["bad queue".to_string()],
+                4 => vec!["nobody".to_string()],
                 1 => vec!["default".to_string()],
                 2 => vec!["q1".to_string()],
                 _ => vec!["q1".to_string(), "default".to_string()],

@@ -1,5 +1,5 @@
 //! The 18 seed scenarios of `SEED-SCENARIOS.md` (the Python seed's tests),
-//! restated against the [`Store`](leasehold_core::Store) seam. Numbered like
+//! restated against the [`Store`] seam. Numbered like
 //! the document so a failure points at the scenario it breaks.
 
 use leasehold_core::{
