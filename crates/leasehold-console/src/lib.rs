@@ -110,8 +110,20 @@ impl ConsoleState {
     ) -> ConsoleState {
         let events = Arc::new(EventLog::new());
         let store: Arc<dyn Store> = Arc::new(RecordingStore::new(store, events.clone()));
+        ConsoleState::with_events(store, events, auth, clock)
+    }
+
+    /// A console over a store that already records into `events` (a
+    /// [`RecordingStore`] the server built so that its API and reaper writes
+    /// are counted too). The store is used as is, not wrapped again.
+    pub fn with_events(
+        recording_store: Arc<dyn Store>,
+        events: Arc<EventLog>,
+        auth: Option<Arc<dyn ConsoleAuth>>,
+        clock: Clock,
+    ) -> ConsoleState {
         ConsoleState {
-            store,
+            store: recording_store,
             auth,
             clock,
             max_attempts: leasehold_core::limits::RECLAIM_MAX_ATTEMPTS_DEFAULT,
