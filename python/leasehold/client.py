@@ -26,6 +26,8 @@ recorded (given a ``compensation``) and re-raises.
 
 from __future__ import annotations
 
+import builtins
+
 import asyncio
 import json
 import threading
@@ -285,7 +287,7 @@ class Client:
         limit: int | None = None,
     ) -> Page:
         """One page of tasks in creation order."""
-        q: list[tuple[str, str]] = []
+        q: builtins.list[tuple[str, str]] = []
         st = [TaskState(s).value for s in states]
         if st:
             q.append(("state", ",".join(st)))
@@ -298,9 +300,9 @@ class Client:
             q.append(("limit", str(limit)))
         return Page.from_wire(self._request("GET", "/v1/tasks", query=q))
 
-    def list_in_flight(self) -> list[Task]:
+    def list_in_flight(self) -> builtins.list[Task]:
         """Every non-terminal task in creation order (paged through ``list``)."""
-        out: list[Task] = []
+        out: builtins.list[Task] = []
         cursor = None
         while True:
             page = self.list(states=(TaskState.PLANNED, TaskState.DISPATCHED, TaskState.RUNNING), cursor=cursor, limit=1000)
@@ -309,11 +311,11 @@ class Client:
                 return out
             cursor = page.next_cursor
 
-    def list_stale(self) -> list[Task]:
+    def list_stale(self) -> builtins.list[Task]:
         """Tasks stale at the server's now, oldest expiry first."""
         return self._tasks("GET", "/v1/stale")
 
-    def reclaim(self, *, max_attempts: int | None = None) -> list[Task]:
+    def reclaim(self, *, max_attempts: int | None = None) -> builtins.list[Task]:
         """Reclaim every stale task now; returns the changed tasks."""
         body = {} if max_attempts is None else {"max_attempts": max_attempts}
         return self._tasks("POST", "/v1/reclaim", body)
@@ -590,15 +592,15 @@ class AsyncClient:
         """See :meth:`Client.list`."""
         return await self._run("list", **kwargs)  # type: ignore[no-any-return]
 
-    async def list_in_flight(self) -> list[Task]:
+    async def list_in_flight(self) -> builtins.list[Task]:
         """See :meth:`Client.list_in_flight`."""
         return await self._run("list_in_flight")  # type: ignore[no-any-return]
 
-    async def list_stale(self) -> list[Task]:
+    async def list_stale(self) -> builtins.list[Task]:
         """See :meth:`Client.list_stale`."""
         return await self._run("list_stale")  # type: ignore[no-any-return]
 
-    async def reclaim(self, *, max_attempts: int | None = None) -> list[Task]:
+    async def reclaim(self, *, max_attempts: int | None = None) -> builtins.list[Task]:
         """See :meth:`Client.reclaim`."""
         return await self._run("reclaim", max_attempts=max_attempts)  # type: ignore[no-any-return]
 

@@ -11,6 +11,8 @@ clock (or the ``clock`` given to the store) is used. Tests pass fixed instants.
 
 from __future__ import annotations
 
+import builtins
+
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -306,11 +308,11 @@ class Store:
         }
         return Page.from_wire(json.loads(call(self._native.list, json.dumps(filt), cursor, limit)))
 
-    def list_in_flight(self) -> list[Task]:
+    def list_in_flight(self) -> builtins.list[Task]:
         """Every non-terminal task, in creation order."""
         return self._tasks(call(self._native.list_in_flight))
 
-    def list_stale(self, *, now: datetime) -> list[Task]:
+    def list_stale(self, *, now: datetime) -> builtins.list[Task]:
         """Non-terminal tasks whose lease expired at or before ``now``, oldest expiry first."""
         return self._tasks(call(self._native.list_stale, to_wire(now, "now")))
 
@@ -319,6 +321,6 @@ class Store:
         raw: dict[str, int] = json.loads(call(self._native.counts))
         return {TaskState(k): v for k, v in raw.items()}
 
-    def history(self, task_id: str) -> list[HistoryEntry]:
+    def history(self, task_id: str) -> builtins.list[HistoryEntry]:
         """Every change to the task, oldest first; ``NotFoundError`` if it does not exist."""
         return [HistoryEntry.from_wire(h) for h in json.loads(call(self._native.history, task_id))]

@@ -157,7 +157,13 @@ impl NativeStore {
     }
 
     /// Reclaim every task stale at `at`; returns the changed tasks.
-    fn reclaim(&self, py: Python<'_>, max_attempts: u32, at: &str, actor: &str) -> PyResult<String> {
+    fn reclaim(
+        &self,
+        py: Python<'_>,
+        max_attempts: u32,
+        at: &str,
+        actor: &str,
+    ) -> PyResult<String> {
         let ctx = ctx(at, actor)?;
         let tasks = py
             .allow_threads(|| self.store.reclaim(max_attempts, &ctx))
@@ -167,7 +173,9 @@ impl NativeStore {
 
     /// One task as JSON, or `None`.
     fn get(&self, py: Python<'_>, task_id: &str) -> PyResult<Option<String>> {
-        let task = py.allow_threads(|| self.store.get(task_id)).map_err(to_py)?;
+        let task = py
+            .allow_threads(|| self.store.get(task_id))
+            .map_err(to_py)?;
         task.as_ref().map(json).transpose()
     }
 
