@@ -268,3 +268,113 @@ pub fn reclaim_race<H: Harness>(h: &H) {
         assert_eq!(expired, 1, "{id}");
     }
 }
+
+/// `acquire_lease` and `claim` race for the same task (each round's task in
+/// its own queue): exactly one of all the threads leases it.
+pub fn mixed_acquire_claim_race<H: Harness>(h: &H) {
+    let s = h.fresh();
+    let (rounds, threads) = (10, 16);
+    for r in 0..rounds {
+        task(&format!("mix-{r}"))
+            .queue(&format!("mix-q{r}"))
+            .create(&s, 0);
+    }
+    let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
+    let barrier = Arc::new(Barrier::new(threads));
+    let wins: Arc<Mutex<BTreeMap<usize, Vec<String>>>> = Arc::default();
+    let bad: Arc<Mutex<Vec<String>>> = Arc::default();
+    thread::scope(|scope| {
+        for (i, store) in handles.into_iter().enumerate() {
+            let (barrier, wins, bad) = (Arc::clone(&barrier), Arc::clone(&wins), Arc::clone(&bad));
+            scope.spawn(move || {
+                let owner = format!("w{i}");
+                for r in 0..rounds {
+                    barrier.wait();
+                    let id = format!("mix-{r}");
+                    let won = if i % 2 == 0 {
+                        match store.acquire_lease(&id, &owner, at(600), &ctx(1)) {
+                            Ok(_) => true,
+                            Err(e) if e.code() == ErrorCode::LeaseConflict => false,
+                            Err(e) => {
+                                bad.lock().unwrap().push(format!("{owner} acquire: {e}"));
+                                false
+                            }
+                        }
+                    } else {
+                        let queue = format!("mix-q{r}");
+                        match store.claim(&req(&owner, &[&queue], 600, 1), &ctx(1)) {
+                            Ok(got) => !got.is_empty(),
+                            Err(e) => {
+                                bad.lock().unwrap().push(format!("{owner} claim: {e}"));
+                                false
+                            }
+                        }
+                    };
+                    if won {
+                        wins.lock()
+                            .unwrap()
+                            .entry(r)
+                            .or_default()
+                            .push(owner.clone());
+                    }
+                }
+            });
+        }
+    });
+    assert!(bad.lock().unwrap().is_empty(), "{:?}", bad.lock().unwrap());
+    let wins = wins.lock().unwrap();
+    for r in 0..rounds {
+        let w = wins.get(&r).cloned().unwrap_or_default();
+        assert_eq!(w.len(), 1, "round {r}: winners {w:?}");
+        let t = get(&s, &format!("mix-{r}"));
+        assert_eq!(t.lease_owner.as_deref(), Some(w[0].as_str()));
+        assert_eq!(t.lease_token, 1);
+    }
+}
+
+/// Many threads take over one expired lease at once: exactly one succeeds,
+/// with the next token; the old owner's fence is dead.
+pub fn expired_takeover_race<H: Harness>(h: &H) {
+    let s = h.fresh();
+    let (rounds, threads) = (10, 16);
+    for r in 0..rounds {
+        leased(&s, &format!("exp-{r}"), "old", 0, 10);
+    }
+    let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
+    let barrier = Arc::new(Barrier::new(threads));
+    let wins: Arc<Mutex<BTreeMap<usize, Vec<usize>>>> = Arc::default();
+    thread::scope(|scope| {
+        for (i, store) in handles.into_iter().enumerate() {
+            let (barrier, wins) = (Arc::clone(&barrier), Arc::clone(&wins));
+            scope.spawn(move || {
+                for r in 0..rounds {
+                    barrier.wait();
+                    let res = store.acquire_lease(
+                        &format!("exp-{r}"),
+                        &format!("w{i}"),
+                        at(600),
+                        &ctx(20),
+                    );
+                    match res {
+                        Ok(_) => wins.lock().unwrap().entry(r).or_default().push(i),
+                        Err(e) => assert_eq!(e.code(), ErrorCode::LeaseConflict, "w{i}: {e}"),
+                    }
+                }
+            });
+        }
+    });
+    let wins = wins.lock().unwrap();
+    for r in 0..rounds {
+        let id = format!("exp-{r}");
+        let w = wins.get(&r).cloned().unwrap_or_default();
+        assert_eq!(w.len(), 1, "{id}: winners {w:?}");
+        let t = get(&s, &id);
+        assert_eq!(t.lease_owner, Some(format!("w{}", w[0])));
+        assert_eq!((t.lease_token, t.attempts), (2, 2));
+        expect_err(
+            s.heartbeat(&id, &fence("old", 1), at(700), &ctx(21)),
+            ErrorCode::LeaseConflict,
+            &[&id],
+        );
+    }
+}

@@ -174,6 +174,8 @@ macro_rules! __conformance_scenarios {
                 terminal_race,
                 create_race,
                 reclaim_race,
+                mixed_acquire_claim_race,
+                expired_takeover_race,
             }
         }
     };
