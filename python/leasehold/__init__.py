@@ -39,6 +39,7 @@ from .errors import (
     VersionConflictError,
 )
 from .seed import FakeTaskSagaStore, SqliteTaskSagaStore, TaskSagaStoreBase
+from .seed_import import SeedImportReport, import_seed_database
 from .store import Store
 from .types import (
     Compensation,
@@ -86,6 +87,7 @@ __all__ = [
     "NotFound",
     "NotFoundError",
     "Page",
+    "SeedImportReport",
     "SqliteTaskSagaStore",
     "Store",
     "Task",
@@ -101,4 +103,5 @@ __all__ = [
     "UnavailableError",
     "VersionConflict",
     "VersionConflictError",
+    "import_seed_database",
 ]

@@ -32,6 +32,7 @@ Two representation notes (see ``docs/python.md``):
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,7 @@ from .errors import (
     NotFoundError,
     TerminalTaskMutationError,
 )
+from .seed_import import SeedImportReport, has_seed_table, import_seed_database
 from .store import Clock, Store, call
 from .types import Compensation, Fence, TaskSaga, TaskState
 
@@ -468,14 +470,35 @@ class SqliteTaskSagaStore(TaskSagaStoreBase):
     an in-memory database cannot do.
     """
 
-    def __init__(self, path: str | Path, *, clock: Clock | None = None, actor: str = "python") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        actor: str = "python",
+        import_seed: bool = True,
+    ) -> None:
         self.path = Path(path)
+        #: What opening imported from a seed table in the same file (or ``None``).
+        self.seed_import: SeedImportReport | None = None
+        seed_rows = False
         if str(path) == ":memory:":
             native = _native.NativeStore.memory()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            seed_rows = import_seed and has_seed_table(self.path)
             native = call(_native.NativeStore.sqlite, str(self.path))
         super().__init__(native, clock=clock, actor=actor)
+        if seed_rows:
+            # A file written by the seed's store: bring its rows in (once;
+            # rows already present are left alone), so it keeps its tasks.
+            self.seed_import = import_seed_database(self.path, self.leasehold, at=self._clock())
+            if self.seed_import.rejected:
+                warnings.warn(
+                    f"{len(self.seed_import.rejected)} seed row(s) in {self.path} could not be imported: "
+                    + "; ".join(f"{tid}: {why}" for tid, why in self.seed_import.rejected[:5]),
+                    stacklevel=2,
+                )
 
 
 class FakeTaskSagaStore(TaskSagaStoreBase):
