@@ -327,10 +327,23 @@ pub(crate) async fn login_page(
 /// `POST /login`: check the token, start a session.
 pub(crate) async fn login(
     State(state): State<ConsoleState>,
+    headers: HeaderMap,
     Form(raw): Form<Vec<(String, String)>>,
 ) -> Response {
     let fields = Fields::from_pairs(raw);
     let next = safe_next(fields.get("next"));
+    // Login CSRF: another site must not log a visitor in under its own token.
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    {
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross-site login posts are refused",
+        );
+    }
     let Some(auth) = state.auth.clone() else {
         return Redirect::to(&next).into_response();
     };

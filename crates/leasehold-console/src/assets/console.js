@@ -40,7 +40,11 @@
     if (busy || editing()) { setLive("paused (editing)", true); return; }
     busy = true;
     fetch(location.href, { credentials: "same-origin", headers: { "X-Console-Refresh": "1" } })
-      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (r) {
+        // The session ended (logout elsewhere, restart): go to the login page.
+        if (r.redirected && r.url.indexOf("/login") !== -1) { location.href = r.url; return null; }
+        return r.ok ? r.text() : null;
+      })
       .then(function (text) {
         if (!text) { setLive("refresh failed", true); return; }
         var doc = new DOMParser().parseFromString(text, "text/html");
