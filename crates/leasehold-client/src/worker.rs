@@ -278,10 +278,21 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// Stop claiming new tasks; the handlers in flight go on. Returns at once.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Wait for the worker to end (after [`WorkerHandle::stop`] or
+    /// [`WorkerHandle::abort`]) and return its counts.
+    pub async fn join(self) -> WorkerStats {
+        self.join.await.unwrap_or_default()
+    }
+
     /// Stop claiming, wait for the handlers in flight to finish, return the counts.
     pub async fn shutdown(self) -> WorkerStats {
-        self.stop.cancel();
-        self.join.await.unwrap_or_default()
+        self.stop();
+        self.join().await
     }
 
     /// Stop claiming, cancel the handlers in flight and give their leases
@@ -346,7 +357,10 @@ impl<H: Handler> Worker<H> {
             if stop.is_cancelled() {
                 break;
             }
+            // Biased: once stopped, never take another slot, even if one
+            // freed up at the same moment.
             let first = tokio::select! {
+                biased;
                 _ = stop.cancelled() => break,
                 p = slots.clone().acquire_owned() => p.expect("the slot semaphore is never closed"),
             };
@@ -404,6 +418,7 @@ impl<H: Handler> Worker<H> {
             drop(permits);
             if idle {
                 tokio::select! {
+                    biased;
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(cfg.poll_every) => {}
                 }
