@@ -57,7 +57,10 @@ def seconds(value: float | timedelta, field: str) -> timedelta:
     if isinstance(value, timedelta):
         d = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        d = timedelta(seconds=value)
+        try:
+            d = timedelta(seconds=value)
+        except (OverflowError, ValueError):
+            raise InvalidInputError(f"{field} of {value!r} seconds is out of range") from None
     else:
         raise InvalidInputError(f"{field} must be seconds or a timedelta, got {value!r}")
     if d <= timedelta(0):

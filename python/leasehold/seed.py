@@ -48,7 +48,7 @@ from .errors import (
     TerminalTaskMutationError,
 )
 from .seed_import import SeedImportReport, has_seed_table, import_seed_database
-from .store import Clock, Store, call
+from .store import Clock, Store, call, check_task_id
 from .types import Compensation, Fence, TaskSaga, TaskState
 
 __all__ = ["FakeTaskSagaStore", "SqliteTaskSagaStore", "TaskSagaStoreBase", "SEED_STATE_KEY"]
@@ -126,7 +126,7 @@ class TaskSagaStoreBase:
         return to_wire(self._clock(), "clock()")
 
     def _core(self, task_id: str) -> dict[str, Any] | None:
-        raw = call(self._native.get, task_id)
+        raw = call(self._native.get, check_task_id(task_id))
         return None if raw is None else json.loads(raw)
 
     def _apply(self, task_id: str, cmd: dict[str, Any], at: str) -> TaskSaga:

@@ -53,6 +53,21 @@ def call(fn: Callable[..., T], *args: Any) -> T:
         raise error_from_code(code, message) from None
 
 
+def check_task_id(task_id: object) -> str:
+    """``task_id`` if it is a ``str``; otherwise ``InvalidInputError`` (the engine
+    checks the charset and length)."""
+    if not isinstance(task_id, str):
+        raise InvalidInputError(f"task_id must be a str, got {type(task_id).__name__} {task_id!r}")
+    return task_id
+
+
+def check_count(value: object, field: str, low: int = 0, high: int = 2**32 - 1) -> int:
+    """An ``int`` in ``low..=high`` (bools refused), else ``InvalidInputError``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidInputError(f"{field} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
 def _fence(fence: Fence | None, task_id: str) -> dict[str, Any] | None:
     if fence is None:
         return None
@@ -106,8 +121,7 @@ class Store:
         return to_wire(self._clock() if at is None else at, "at", task_id)
 
     def _apply(self, task_id: str, cmd: dict[str, Any], at: datetime | None) -> Task:
-        if not isinstance(task_id, str):
-            raise InvalidInputError(f"task_id must be a str, got {task_id!r}")
+        check_task_id(task_id)
         raw = call(self._native.apply, task_id, json.dumps(cmd), self._at(at, task_id), self.actor)
         return Task.from_wire(json.loads(raw))
 
@@ -187,7 +201,8 @@ class Store:
         if isinstance(queues, str):
             queues = [queues]
         d = seconds(ttl, "ttl")
-        micros = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+        micros = check_count((d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds, "ttl in microseconds", 1, 2**63 - 1)
+        check_count(limit, "claim limit")
         raw = call(self._native.claim, owner, list(queues), micros, limit, self._at(at), self.actor)
         return self._tasks(raw)
 
@@ -248,6 +263,7 @@ class Store:
     ) -> list[Task]:
         """Every task stale at ``now``: back to ``dispatched``, or ``quarantined``
         once it has had ``max_attempts`` leases. Returns the changed tasks."""
+        check_count(max_attempts, "max_attempts")
         return self._tasks(call(self._native.reclaim, max_attempts, self._at(now), self.actor))
 
     def annotate(self, task_id: str, *, author: str, note: str, at: datetime | None = None) -> Task:
@@ -279,7 +295,7 @@ class Store:
 
     def get(self, task_id: str) -> Task | None:
         """One task, or ``None``."""
-        raw = call(self._native.get, task_id)
+        raw = call(self._native.get, check_task_id(task_id))
         return None if raw is None else Task.from_wire(json.loads(raw))
 
     def require(self, task_id: str) -> Task:
@@ -306,6 +322,8 @@ class Store:
             "owner": owner,
             "stale_at": None if stale_at is None else to_wire(stale_at, "stale_at"),
         }
+        if limit is not None:
+            check_count(limit, "list limit")
         return Page.from_wire(json.loads(call(self._native.list, json.dumps(filt), cursor, limit)))
 
     def list_in_flight(self) -> builtins.list[Task]:
@@ -323,4 +341,5 @@ class Store:
 
     def history(self, task_id: str) -> builtins.list[HistoryEntry]:
         """Every change to the task, oldest first; ``NotFoundError`` if it does not exist."""
+        check_task_id(task_id)
         return [HistoryEntry.from_wire(h) for h in json.loads(call(self._native.history, task_id))]

@@ -196,3 +196,43 @@ def test_sqlite_survives_reopen_and_is_shared_between_handles(tmp_path: Path) ->
     assert one.require("x") == got
     del one, two
     assert Store.sqlite(path).require("x") == got
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda s: s.get(123),
+        lambda s: s.history(None),
+        lambda s: s.dispatch(b"bytes", at=T0),
+        lambda s: s.claim("w", ttl=10, limit=-1, at=T0),
+        lambda s: s.claim("w", ttl=10**15, at=T0),
+        lambda s: s.reclaim(now=T0, max_attempts=-3),
+        lambda s: s.list(limit=-1),
+        lambda s: s.create("t-bad", "s-bad", issue="seven", at=T0),  # type: ignore[arg-type]
+        lambda s: s.create("t-bad", "s-bad", compensations=["not a compensation"], at=T0),  # type: ignore[list-item]
+        lambda s: s.acquire_lease("t-ok", owner="", expires_at=T0 + timedelta(minutes=1), at=T0),
+        lambda s: s.list(states=["sleeping"]),
+    ],
+)
+def test_bad_input_is_invalid_input_never_a_crash(rich: Store, bad) -> None:  # type: ignore[no-untyped-def]
+    rich.create("t-ok", "s-ok", at=T0)
+    before = rich.require("t-ok")
+    with pytest.raises((InvalidInputError, ValueError)) as info:
+        bad(rich)
+    if isinstance(info.value, leasehold.LeaseholdError):
+        assert info.value.code == "invalid_input"
+    assert rich.require("t-ok") == before
+    assert rich.get("t-bad") is None
+
+
+def test_seed_store_bad_input(tmp_path: Path) -> None:
+    s = leasehold.SqliteTaskSagaStore(tmp_path / "x.db")
+    with pytest.raises(InvalidInputError):
+        s.get(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        s.create(task_id="bad id", saga_id="s")
+    with pytest.raises(InvalidInputError):
+        s.put("not a saga")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        s.create(task_id="t", saga_id="s", compensations=[("k", "t", "r")])  # type: ignore[list-item]
+    assert s.list_in_flight() == ()
