@@ -61,7 +61,7 @@ LOG="$CACHE_DIR/pytest.log"
 set +e
 # Run from the repository root with the venv's pytest script, so `leasehold`
 # is imported from the installed wheel, not from the source folder.
-"$VENV/bin/pytest" python/tests -p no:cacheprovider -q -rs 2>&1 | tee "$LOG"
+LEASEHOLD_REQUIRE_SERVER=1 "$VENV/bin/pytest" python/tests -p no:cacheprovider -q -rs 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then

@@ -41,6 +41,7 @@ from typing import Any
 
 from ._time import seconds
 from .errors import (
+    ForbiddenError,
     InvalidInputError,
     LeaseConflictError,
     LeaseholdError,
@@ -350,7 +351,9 @@ class Client:
                      poll_interval=poll_interval, heartbeat_interval=heartbeat_interval)
 
 
-_LOST = (LeaseConflictError, TerminalTaskMutationError, NotFoundError)
+# Answers meaning "this lease is gone". `forbidden` is among them: a server
+# refuses a worker's write to a task that another worker now holds.
+_LOST = (LeaseConflictError, TerminalTaskMutationError, NotFoundError, ForbiddenError)
 
 
 class Lease:
@@ -501,7 +504,7 @@ class Lease:
                 self._ended = True
             else:
                 self._lost = LeaseLost(f"cannot fail task {task_id!r}: {e}", e)
-        except (TerminalTaskMutationError, NotFoundError) as e:
+        except (TerminalTaskMutationError, NotFoundError, ForbiddenError) as e:
             self._lost = LeaseLost(f"cannot fail task {task_id!r}: {e}", e)
         # The original exception propagates either way.
 
