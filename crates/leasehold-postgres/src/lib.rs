@@ -76,7 +76,9 @@ use postgres::error::SqlState;
 
 pub use pool::PoolStats;
 use pool::{Fail, Pool, PoolConfig, Tx};
-use rows::{history_from_row, task_from_row, HistoryParams, Queries, TaskParams};
+use rows::{
+    history_from_row, insert_params, task_from_row, FirstEntry, Queries, TaskParams, WriteBatch,
+};
 
 /// The schema used when neither the URL (`?schema=`) nor [`PgOptions`] name one.
 pub const DEFAULT_SCHEMA: &str = "leasehold";
@@ -298,41 +300,52 @@ fn unique_to_exists(e: postgres::Error, task: &Task) -> Fail {
 }
 
 impl Inner {
-    /// Write a transition of the task stored at `seq` (read at `old_version`
-    /// under a row lock): the conditional update, then its history entry.
-    fn persist(
-        &self,
-        tx: &mut Tx<'_>,
-        seq: i64,
-        old_version: u64,
-        t: &Transition,
-    ) -> Result<(), Fail> {
-        if t.changed {
-            let p = TaskParams::new(&t.task)?;
-            let old = i64::try_from(old_version).map_err(|_| {
-                Error::Internal(format!("task {:?} version out of range", t.task.task_id))
-            })?;
-            let n = tx.execute(&self.q.update_task, &p.update(&seq, &old))?;
-            if n != 1 {
-                return Err(Fail::Again("the task changed between read and write"));
-            }
+    /// Write transitions of tasks read (and locked) in this transaction, each
+    /// given as (seq, version read, transition): every changed row only at
+    /// the version read, with its history entry, in one statement. A row
+    /// that changed anyway makes the whole operation run again.
+    fn persist(&self, tx: &mut Tx<'_>, items: &[(i64, u64, Transition)]) -> Result<(), Fail> {
+        let mut batch = WriteBatch::default();
+        for (seq, old_version, t) in items {
+            batch.add(*seq, *old_version, t)?;
         }
-        if let Some(h) = &t.history {
-            let hp = HistoryParams::new(h)?;
-            tx.execute(&self.q.insert_history, &hp.params())?;
+        let (rows, entries) = batch.counts();
+        if rows == 0 && entries == 0 {
+            return Ok(());
+        }
+        let row = tx.query(&self.q.write_batch, &batch.params())?;
+        let (updated, inserted): (i64, i64) = (row[0].get(0), row[0].get(1));
+        if updated as usize != rows {
+            return Err(Fail::Again("a task changed between read and write"));
+        }
+        if inserted as usize != entries {
+            return Err(Fail::Domain(Error::Internal(format!(
+                "wrote {inserted} history entries, expected {entries}"
+            ))));
         }
         Ok(())
     }
 
-    fn insert(&self, tx: &mut Tx<'_>, t: &Transition) -> Result<(), Fail> {
+    /// Insert a new task and its first history entry. A unique violation
+    /// comes back as the driver error, for the caller to interpret.
+    fn insert(&self, tx: &mut Tx<'_>, t: &Transition) -> Result<Result<(), postgres::Error>, Fail> {
         let p = TaskParams::new(&t.task)?;
-        tx.query(&self.q.insert_task, &p.insert())
-            .map_err(|e| unique_to_exists(e, &t.task))?;
-        if let Some(h) = &t.history {
-            let hp = HistoryParams::new(h)?;
-            tx.execute(&self.q.insert_history, &hp.params())?;
+        let h = t.history.as_ref().ok_or_else(|| {
+            Error::Internal(format!(
+                "insert of task {:?} without a history entry",
+                t.task.task_id
+            ))
+        })?;
+        let h = FirstEntry::new(h)?;
+        match tx.execute(&self.q.insert_task, &insert_params(&p, &h)) {
+            Ok(1) => Ok(Ok(())),
+            Ok(n) => Err(Fail::Domain(Error::Internal(format!(
+                "insert of task {:?} wrote {n} history entries",
+                t.task.task_id
+            )))),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Err(e)),
+            Err(e) => Err(Fail::Pg(e)),
         }
-        Ok(())
     }
 
     fn saga_taken(&self, tx: &mut Tx<'_>, task: &Task) -> Result<(), Fail> {
@@ -372,7 +385,7 @@ impl Store for PgStore {
                 ))));
             }
             me.saga_taken(tx, &t.task)?;
-            me.insert(tx, &t)
+            me.insert(tx, &t)?.map_err(|e| unique_to_exists(e, &t.task))
         })?;
         Ok(t.task)
     }
@@ -389,21 +402,25 @@ impl Store for PgStore {
                 ctx,
             )?;
             me.saga_taken(tx, &t.task)?;
-            match &stored {
-                Some((seq, old)) => me.persist(tx, *seq, old.version, &t)?,
-                None => match me.insert(tx, &t) {
-                    // Another put inserted the same id meanwhile: run again,
-                    // now as an update of the row it wrote.
-                    Err(Fail::Domain(e))
-                        if e.code() == ErrorCode::AlreadyExists
-                            && e.message().starts_with("task ") =>
-                    {
-                        return Err(Fail::Again("a concurrent put inserted the same task"))
+            match stored {
+                Some((seq, old)) => {
+                    let items = [(seq, old.version, t)];
+                    me.persist(tx, &items)?;
+                    let [(_, _, t)] = items;
+                    Ok(t.task)
+                }
+                None => {
+                    if let Err(e) = me.insert(tx, &t)? {
+                        if error::constraint(&e) == Some("tasks_task_id_unique") {
+                            // Another put inserted the same id meanwhile: run
+                            // again, now as an update of the row it wrote.
+                            return Err(Fail::Again("a concurrent put inserted the same task"));
+                        }
+                        return Err(unique_to_exists(e, &t.task));
                     }
-                    other => other?,
-                },
+                    Ok(t.task)
+                }
             }
-            Ok(t.task)
         })
     }
 
@@ -416,7 +433,9 @@ impl Store for PgStore {
             };
             let (seq, old) = task_from_row(row)?;
             let t = machine::apply(&old, &cmd, ctx)?;
-            me.persist(tx, seq, old.version, &t)?;
+            let items = [(seq, old.version, t)];
+            me.persist(tx, &items)?;
+            let [(_, _, t)] = items;
             Ok(t.task)
         })
     }
@@ -445,18 +464,16 @@ impl Store for PgStore {
             // The model's order: priority descending, then creation order.
             candidates.sort_by_key(|(seq, t)| (std::cmp::Reverse(t.priority), *seq));
             candidates.truncate(req.limit as usize);
-            let mut out = Vec::with_capacity(candidates.len());
+            let mut items = Vec::with_capacity(candidates.len());
             for (seq, old) in candidates {
                 match machine::apply(&old, &cmd, ctx) {
-                    Ok(t) => {
-                        me.persist(tx, seq, old.version, &t)?;
-                        out.push(t.task);
-                    }
+                    Ok(t) => items.push((seq, old.version, t)),
                     Err(e) if skippable(&e) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
-            Ok(out)
+            me.persist(tx, &items)?;
+            Ok(items.into_iter().map(|(_, _, t)| t.task).collect())
         })
     }
 
@@ -468,19 +485,17 @@ impl Store for PgStore {
         let me = &self.inner;
         me.pool.write("reclaim", |tx| {
             let rows = tx.query(&me.q.reclaim, &[&now, &batch])?;
-            let mut out = Vec::with_capacity(rows.len());
+            let mut items = Vec::with_capacity(rows.len());
             for row in &rows {
                 let (seq, old) = task_from_row(row)?;
                 match machine::apply(&old, &cmd, ctx) {
-                    Ok(t) => {
-                        me.persist(tx, seq, old.version, &t)?;
-                        out.push(t.task);
-                    }
+                    Ok(t) => items.push((seq, old.version, t)),
                     Err(e) if skippable(&e) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
-            Ok(out)
+            me.persist(tx, &items)?;
+            Ok(items.into_iter().map(|(_, _, t)| t.task).collect())
         })
     }
 

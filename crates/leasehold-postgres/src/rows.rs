@@ -5,6 +5,7 @@
 
 use leasehold_core::{
     validate, Compensation, Error, HistoryEntry, HistoryKind, Note, Task, TaskState, Timestamp,
+    Transition,
 };
 use postgres::types::{Json, ToSql};
 use postgres::Row;
@@ -23,9 +24,10 @@ pub(crate) struct Queries {
     pub(crate) get: String,
     pub(crate) exists: String,
     pub(crate) saga_owner: String,
+    /// Insert a task and its first history entry in one statement.
     pub(crate) insert_task: String,
-    pub(crate) update_task: String,
-    pub(crate) insert_history: String,
+    /// Write many transitions (rows and history) in one statement.
+    pub(crate) write_batch: String,
     /// Claim candidates from one queue (`$1` text): ready, then expired.
     pub(crate) claim_one: [String; 2],
     /// Claim candidates from several queues (`$1` text[]): ready, then expired.
@@ -48,23 +50,40 @@ impl Queries {
             exists: format!("SELECT 1 FROM {t} WHERE task_id = $1"),
             saga_owner: format!("SELECT task_id FROM {t} WHERE saga_id = $1 AND task_id <> $2"),
             insert_task: format!(
-                "INSERT INTO {t} (task_id, saga_id, state, queue, priority, issue, branch, worktree, \
-                 metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, \
-                 lease_expires_at, last_heartbeat_at, attempts, terminal_reason, version, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19, $20, $21) RETURNING seq"
+                "WITH ins AS (INSERT INTO {t} (task_id, saga_id, state, queue, priority, issue, \
+                 branch, worktree, metadata, compensations, notes, lease_owner, lease_token, \
+                 lease_acquired_at, lease_expires_at, last_heartbeat_at, attempts, terminal_reason, \
+                 version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING task_id) \
+                 INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, lease_token, detail) \
+                 SELECT ins.task_id, $22::text, $23::int8, $24::text, $25::text, $26::text, $27::int8, \
+                 $28::text FROM ins"
             ),
-            // Conditional write: only the version we read (and locked) is replaced.
-            update_task: format!(
-                "UPDATE {t} SET saga_id = $2, state = $3, queue = $4, priority = $5, issue = $6, \
-                 branch = $7, worktree = $8, metadata = $9, compensations = $10, notes = $11, \
-                 lease_owner = $12, lease_token = $13, lease_acquired_at = $14, lease_expires_at = $15, \
-                 last_heartbeat_at = $16, attempts = $17, terminal_reason = $18, version = $19, \
-                 updated_at = $20 WHERE seq = $1 AND version = $21"
-            ),
-            insert_history: format!(
-                "INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, lease_token, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            // Conditional writes of many transitions in one statement: each
+            // row is replaced only at the version that was read (and locked),
+            // and the history entries go in with it. The caller compares the
+            // two counts with what it sent.
+            write_batch: format!(
+                "WITH upd AS (UPDATE {t} AS t SET saga_id = u.saga_id, state = u.state, \
+                   queue = u.queue, priority = u.priority, issue = u.issue, branch = u.branch, \
+                   worktree = u.worktree, metadata = u.metadata, compensations = u.compensations, \
+                   notes = u.notes, lease_owner = u.lease_owner, lease_token = u.lease_token, \
+                   lease_acquired_at = u.lease_acquired_at, lease_expires_at = u.lease_expires_at, \
+                   last_heartbeat_at = u.last_heartbeat_at, attempts = u.attempts, \
+                   terminal_reason = u.terminal_reason, version = u.version, updated_at = u.updated_at \
+                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int4[], \
+                   $7::int8[], $8::text[], $9::text[], $10::json[], $11::json[], $12::json[], \
+                   $13::text[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], \
+                   $19::text[], $20::int8[], $21::int8[]) \
+                   AS u(seq, old_version, saga_id, state, queue, priority, issue, branch, worktree, \
+                   metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, \
+                   lease_expires_at, last_heartbeat_at, attempts, terminal_reason, version, updated_at) \
+                 WHERE t.seq = u.seq AND t.version = u.old_version RETURNING t.seq), \
+                 ins AS (INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, \
+                   lease_token, detail) \
+                 SELECT * FROM unnest($22::text[], $23::text[], $24::int8[], $25::text[], \
+                   $26::text[], $27::text[], $28::int8[], $29::text[]) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)"
             ),
             claim_one: [
                 claim_sql(&t, "queue = $1", false),
@@ -272,42 +291,138 @@ impl<'a> TaskParams<'a> {
             &self.updated_at,
         ]
     }
+}
 
-    /// Parameters of `update_task` for the row `seq` currently at `old_version`.
-    pub(crate) fn update<'b>(
-        &'b self,
-        seq: &'b i64,
-        old_version: &'b i64,
-    ) -> [&'b (dyn ToSql + Sync); 21] {
-        let t = self.task;
+/// Column arrays for [`Queries::write_batch`]: the transitions of many
+/// tasks, written by one statement.
+#[derive(Default)]
+pub(crate) struct WriteBatch<'a> {
+    seq: Vec<i64>,
+    old_version: Vec<i64>,
+    saga_id: Vec<&'a str>,
+    state: Vec<&'static str>,
+    queue: Vec<&'a str>,
+    priority: Vec<i32>,
+    issue: Vec<Option<i64>>,
+    branch: Vec<Option<&'a str>>,
+    worktree: Vec<Option<&'a str>>,
+    metadata: Vec<Json<&'a serde_json::Value>>,
+    compensations: Vec<Json<&'a Vec<Compensation>>>,
+    notes: Vec<Json<&'a Vec<Note>>>,
+    lease_owner: Vec<Option<&'a str>>,
+    lease_token: Vec<i64>,
+    lease_acquired_at: Vec<Option<i64>>,
+    lease_expires_at: Vec<Option<i64>>,
+    last_heartbeat_at: Vec<Option<i64>>,
+    attempts: Vec<i64>,
+    terminal_reason: Vec<Option<&'a str>>,
+    version: Vec<i64>,
+    updated_at: Vec<i64>,
+    h_task_id: Vec<&'a str>,
+    h_kind: Vec<&'static str>,
+    h_at: Vec<i64>,
+    h_actor: Vec<&'a str>,
+    h_from: Vec<Option<&'static str>>,
+    h_to: Vec<&'static str>,
+    h_token: Vec<i64>,
+    h_detail: Vec<Option<&'a str>>,
+}
+
+impl<'a> WriteBatch<'a> {
+    /// Add the transition of the task stored at `seq`, read at `old_version`.
+    pub(crate) fn add(
+        &mut self,
+        seq: i64,
+        old_version: u64,
+        tr: &'a Transition,
+    ) -> Result<(), Error> {
+        let t = &tr.task;
+        let tid = t.task_id.as_str();
+        if tr.changed {
+            self.seq.push(seq);
+            self.old_version
+                .push(to_bigint(tid, "version", old_version)?);
+            self.saga_id.push(&t.saga_id);
+            self.state.push(t.state.as_str());
+            self.queue.push(&t.queue);
+            self.priority.push(t.priority);
+            self.issue.push(t.issue);
+            self.branch.push(t.branch.as_deref());
+            self.worktree.push(t.worktree.as_deref());
+            self.metadata.push(Json(&t.metadata));
+            self.compensations.push(Json(&t.compensations));
+            self.notes.push(Json(&t.notes));
+            self.lease_owner.push(t.lease_owner.as_deref());
+            self.lease_token
+                .push(to_bigint(tid, "lease_token", t.lease_token)?);
+            self.lease_acquired_at
+                .push(t.lease_acquired_at.map(Timestamp::as_micros));
+            self.lease_expires_at
+                .push(t.lease_expires_at.map(Timestamp::as_micros));
+            self.last_heartbeat_at
+                .push(t.last_heartbeat_at.map(Timestamp::as_micros));
+            self.attempts.push(i64::from(t.attempts));
+            self.terminal_reason.push(t.terminal_reason.as_deref());
+            self.version.push(to_bigint(tid, "version", t.version)?);
+            self.updated_at.push(t.updated_at.as_micros());
+        }
+        if let Some(h) = &tr.history {
+            self.h_task_id.push(&h.task_id);
+            self.h_kind.push(h.kind.as_str());
+            self.h_at.push(h.at.as_micros());
+            self.h_actor.push(&h.actor);
+            self.h_from.push(h.from_state.map(TaskState::as_str));
+            self.h_to.push(h.to_state.as_str());
+            self.h_token
+                .push(to_bigint(tid, "lease_token", h.lease_token)?);
+            self.h_detail.push(h.detail.as_deref());
+        }
+        Ok(())
+    }
+
+    /// Rows to update and history entries to insert.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.seq.len(), self.h_task_id.len())
+    }
+
+    /// Parameters of [`Queries::write_batch`].
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 29] {
         [
-            seq,
-            &t.saga_id,
+            &self.seq,
+            &self.old_version,
+            &self.saga_id,
             &self.state,
-            &t.queue,
-            &t.priority,
-            &t.issue,
-            &t.branch,
-            &t.worktree,
+            &self.queue,
+            &self.priority,
+            &self.issue,
+            &self.branch,
+            &self.worktree,
             &self.metadata,
             &self.compensations,
             &self.notes,
-            &t.lease_owner,
+            &self.lease_owner,
             &self.lease_token,
             &self.lease_acquired_at,
             &self.lease_expires_at,
             &self.last_heartbeat_at,
             &self.attempts,
-            &t.terminal_reason,
+            &self.terminal_reason,
             &self.version,
             &self.updated_at,
-            old_version,
+            &self.h_task_id,
+            &self.h_kind,
+            &self.h_at,
+            &self.h_actor,
+            &self.h_from,
+            &self.h_to,
+            &self.h_token,
+            &self.h_detail,
         ]
     }
 }
 
-/// A history entry's column values, ready to bind.
-pub(crate) struct HistoryParams<'a> {
+/// The history columns of an inserted task's first entry, for `insert_task`.
+pub(crate) struct FirstEntry<'a> {
     h: &'a HistoryEntry,
     kind: &'static str,
     at: i64,
@@ -316,9 +431,9 @@ pub(crate) struct HistoryParams<'a> {
     lease_token: i64,
 }
 
-impl<'a> HistoryParams<'a> {
-    pub(crate) fn new(h: &'a HistoryEntry) -> Result<HistoryParams<'a>, Error> {
-        Ok(HistoryParams {
+impl<'a> FirstEntry<'a> {
+    pub(crate) fn new(h: &'a HistoryEntry) -> Result<FirstEntry<'a>, Error> {
+        Ok(FirstEntry {
             h,
             kind: h.kind.as_str(),
             at: h.at.as_micros(),
@@ -327,19 +442,24 @@ impl<'a> HistoryParams<'a> {
             lease_token: to_bigint(&h.task_id, "lease_token", h.lease_token)?,
         })
     }
+}
 
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 8] {
-        [
-            &self.h.task_id,
-            &self.kind,
-            &self.at,
-            &self.h.actor,
-            &self.from_state,
-            &self.to_state,
-            &self.lease_token,
-            &self.h.detail,
-        ]
-    }
+/// Parameters of [`Queries::insert_task`].
+pub(crate) fn insert_params<'a>(
+    p: &'a TaskParams<'a>,
+    h: &'a FirstEntry<'a>,
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    let mut v: Vec<&(dyn ToSql + Sync)> = p.insert().to_vec();
+    v.extend_from_slice(&[
+        &h.kind as &(dyn ToSql + Sync),
+        &h.at,
+        &h.h.actor,
+        &h.from_state,
+        &h.to_state,
+        &h.lease_token,
+        &h.h.detail,
+    ]);
+    v
 }
 
 /// Decode a history row (from the `history` query; the caller skips the

@@ -191,7 +191,9 @@ fn claim_20000_tasks_from_two_processes_with_16_connections_each() {
     let schema = testing::unique_schema("claim");
     let url = cl.url_with_schema(&schema);
     PgStore::connect(&url).unwrap();
+    let started = std::time::Instant::now();
     create_tasks(&url, "c", n, 16);
+    eprintln!("created {n} tasks in {:?}", started.elapsed());
     let env = [
         ("LH_PG_CHILD_THREADS", "16".to_string()),
         ("LH_PG_CHILD_AT", at(10).as_micros().to_string()),
@@ -200,7 +202,12 @@ fn claim_20000_tasks_from_two_processes_with_16_connections_each() {
         spawn_child("claim", &url, &env),
         spawn_child("claim", &url, &env),
     ];
+    let started = std::time::Instant::now();
     let outputs = go_and_collect(children);
+    eprintln!(
+        "claimed {n} tasks from 2 processes in {:?}",
+        started.elapsed()
+    );
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for (i, lines) in outputs.iter().enumerate() {
         assert!(
