@@ -151,7 +151,9 @@ pub fn check_order_is_fixed<H: Harness>(h: &H) {
     rejected(&s, "done", ErrorCode::Terminal, &["done"], |s| {
         s.fail("done", "r", None, Some(&fence("nobody", 9)), &ctx(2))
     });
-    // Missing before anything.
+    // A missing task is `not_found` before its input is validated: backends
+    // load the task, then run the machine (the model's order). An HTTP layer
+    // that validates request bodies first must keep this order too.
     expect_err(
         s.acquire_lease("missing", "", at(0), &ctx(2)),
         ErrorCode::NotFound,
