@@ -59,3 +59,33 @@ pub fn write_task(e: rusqlite::Error, task_id: &str, saga_id: &str) -> Error {
 pub fn corrupt(task_id: &str, what: impl std::fmt::Display) -> Error {
     Error::Internal(format!("stored row of task {task_id:?} is corrupt: {what}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold_core::ErrorCode;
+
+    #[test]
+    fn unique_violations_name_the_id_and_other_failures_are_internal() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(crate::migrations::V1_INITIAL).unwrap();
+        let insert = |tid: &str, sid: &str| {
+            c.execute(
+                "INSERT INTO tasks (task_id, saga_id, state, queue, priority, metadata, compensations, \
+                 notes, lease_token, attempts, version, created_at, updated_at) \
+                 VALUES (?1, ?2, 'planned', 'default', 0, '{}', '[]', '[]', 0, 0, 1, 0, 0)",
+                [tid, sid],
+            )
+        };
+        insert("a", "sa").unwrap();
+        let e = write_task(insert("a", "sb").unwrap_err(), "a", "sb");
+        assert_eq!(e.code(), ErrorCode::AlreadyExists);
+        assert!(e.message().contains("\"a\""), "{e}");
+        let e = write_task(insert("b", "sa").unwrap_err(), "b", "sa");
+        assert_eq!(e.code(), ErrorCode::AlreadyExists);
+        assert!(e.message().contains("\"sa\""), "{e}");
+        let e = map(c.execute("SELECT * FROM nowhere", []).unwrap_err(), "read");
+        assert_eq!(e.code(), ErrorCode::Internal);
+        assert!(e.message().contains("failed to read"), "{e}");
+    }
+}

@@ -60,7 +60,7 @@
 //!   the write transaction would make it O(1) if dashboards poll it hard.
 //! - `history_task (task_seq, id)`: one task's history in order.
 //!
-//! A test (`tests/plans.rs`) asserts with `EXPLAIN QUERY PLAN` that these
+//! A unit test (`queries::tests`) asserts with `EXPLAIN QUERY PLAN` that these
 //! queries use the indexes and never `SCAN tasks`.
 //!
 //! **Durability.** [`Durability::Full`] (the default) sets
@@ -82,6 +82,7 @@
 mod busy;
 mod errors;
 pub mod migrations;
+mod queries;
 mod row;
 
 use std::path::{Path, PathBuf};
@@ -100,7 +101,8 @@ use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::errors::{map, sql, write_task};
-use crate::row::{history_values, task_values, RawHistory, RawTask, HISTORY_COLUMNS, TASK_COLUMNS};
+use crate::queries as q;
+use crate::row::{history_values, task_values, RawHistory, RawTask};
 
 /// How hard a commit works to survive a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,9 +170,6 @@ impl std::fmt::Debug for SqliteStore {
             .finish_non_exhaustive()
     }
 }
-
-/// Non-terminal statuses.
-const IN_FLIGHT: &str = "state IN ('planned', 'dispatched', 'running')";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the writer cannot leave a half-applied change: the
@@ -310,9 +309,7 @@ impl SqliteStore {
 /// Load one task by id inside `tx`: `(seq, task)`.
 fn load(tx: &Connection, task_id: &str) -> Result<Option<(u64, Task)>> {
     let raw = tx
-        .prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"
-        ))
+        .prepare_cached(q::GET_BY_ID)
         .and_then(|mut s| s.query_row([task_id], RawTask::read).optional())
         .map_err(|e| map(e, &format!("load task {task_id:?}")))?;
     raw.map(RawTask::decode).transpose()
@@ -321,7 +318,7 @@ fn load(tx: &Connection, task_id: &str) -> Result<Option<(u64, Task)>> {
 /// Load one task by sequence number inside `tx`.
 fn load_seq(tx: &Connection, seq: u64) -> Result<(u64, Task)> {
     let raw = tx
-        .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?1"))
+        .prepare_cached(q::GET_BY_SEQ)
         .and_then(|mut s| s.query_row([seq as i64], RawTask::read).optional())
         .map_err(|e| map(e, &format!("load task #{seq}")))?
         .ok_or_else(|| {
@@ -346,23 +343,18 @@ fn query_tasks(conn: &Connection, sql_text: &str, params: &[Value]) -> Result<Ve
 fn insert_history(tx: &Connection, seq: u64, h: &HistoryEntry) -> Result<()> {
     let mut values = vec![Value::Integer(seq as i64)];
     values.extend(history_values(h)?);
-    tx.prepare_cached(&format!(
-        "INSERT INTO history (task_seq, {HISTORY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    ))
-    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-    .map_err(|e| map(e, &format!("append history of task {:?}", h.task_id)))?;
+    tx.prepare_cached(q::INSERT_HISTORY)
+        .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+        .map_err(|e| map(e, &format!("append history of task {:?}", h.task_id)))?;
     Ok(())
 }
 
 /// Insert a new task row and its history entry; returns the stored task.
 fn insert(tx: &Connection, t: Transition) -> Result<Task> {
     let values = task_values(&t.task)?;
-    tx.prepare_cached(&format!(
-        "INSERT INTO tasks ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-        TASK_COLUMNS.trim_start_matches("seq, ")
-    ))
-    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-    .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
+    tx.prepare_cached(q::INSERT_TASK)
+        .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+        .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
     let seq = u64::try_from(tx.last_insert_rowid())
         .map_err(|_| Error::Internal("sqlite returned a negative rowid".into()))?;
     if let Some(h) = &t.history {
@@ -382,13 +374,7 @@ fn commit(tx: &Connection, seq: u64, old_version: u64, t: Transition) -> Result<
             |_| Error::Internal(format!("version {old_version} out of range")),
         )?));
         let rows = tx
-            .prepare_cached(
-                "UPDATE tasks SET task_id = ?1, saga_id = ?2, state = ?3, queue = ?4, priority = ?5, \
-                 issue = ?6, branch = ?7, worktree = ?8, metadata = ?9, compensations = ?10, notes = ?11, \
-                 lease_owner = ?12, lease_token = ?13, lease_acquired_at = ?14, lease_expires_at = ?15, \
-                 last_heartbeat_at = ?16, attempts = ?17, terminal_reason = ?18, version = ?19, \
-                 created_at = ?20, updated_at = ?21 WHERE seq = ?22 AND version = ?23",
-            )
+            .prepare_cached(q::UPDATE_TASK)
             .and_then(|mut s| s.execute(params_from_iter(values.iter())))
             .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
         if rows != 1 {
@@ -413,13 +399,9 @@ fn apply_seq(tx: &Connection, seq: u64, cmd: &Command, ctx: &Context) -> Result<
     commit(tx, seq, task.version, t)
 }
 
-/// Ids of the stale tasks at `now`, oldest expiry first (then creation order).
-const STALE_SQL: &str = "SELECT seq FROM tasks WHERE state = 'running' AND lease_expires_at <= ?1 \
-     ORDER BY lease_expires_at, seq LIMIT ?2";
-
 fn stale_seqs(tx: &Connection, now: Timestamp, limit: i64) -> Result<Vec<u64>> {
     let mut stmt = tx
-        .prepare_cached(STALE_SQL)
+        .prepare_cached(q::STALE_SEQS)
         .map_err(sql("query stale tasks"))?;
     let seqs = stmt
         .query_map(rusqlite::params![now.as_micros(), limit], |r| {
@@ -429,23 +411,6 @@ fn stale_seqs(tx: &Connection, now: Timestamp, limit: i64) -> Result<Vec<u64>> {
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(sql("query stale tasks"))?;
     Ok(seqs.into_iter().map(|s| s as u64).collect())
-}
-
-/// The unleased claimable candidates of one queue, best first: `(priority, seq)`.
-pub(crate) const CLAIM_UNLEASED_SQL: &str = "SELECT priority, seq FROM tasks \
-     WHERE state IN ('planned', 'dispatched') AND queue = ?1 \
-     ORDER BY priority DESC, seq LIMIT ?2";
-
-/// Expired running tasks of the given queues, best first. `{queues}` is a
-/// placeholder list `?3, ?4, …`.
-fn claim_expired_sql(n_queues: usize) -> String {
-    let qs: Vec<String> = (0..n_queues).map(|i| format!("?{}", i + 3)).collect();
-    format!(
-        "SELECT priority, seq FROM tasks \
-         WHERE state = 'running' AND lease_expires_at <= ?1 AND queue IN ({}) \
-         ORDER BY priority DESC, seq LIMIT ?2",
-        qs.join(", ")
-    )
 }
 
 fn candidates(tx: &Connection, sql_text: &str, params: &[Value]) -> Result<Vec<(i32, u64)>> {
@@ -469,7 +434,7 @@ fn candidates(tx: &Connection, sql_text: &str, params: &[Value]) -> Result<Vec<(
 }
 
 fn saga_owner(tx: &Connection, saga_id: &str) -> Result<Option<String>> {
-    tx.prepare_cached("SELECT task_id FROM tasks WHERE saga_id = ?1")
+    tx.prepare_cached(q::TASK_BY_SAGA)
         .and_then(|mut s| s.query_row([saga_id], |r| r.get::<_, String>(0)).optional())
         .map_err(|e| map(e, &format!("look up saga {saga_id:?}")))
 }
@@ -529,13 +494,13 @@ impl Store for SqliteStore {
             for q in &queues {
                 best.extend(candidates(
                     tx,
-                    CLAIM_UNLEASED_SQL,
+                    q::CLAIM_UNLEASED,
                     &[Value::Text(q.clone()), Value::Integer(limit)],
                 )?);
             }
             let mut params = vec![Value::Integer(ctx.at.as_micros()), Value::Integer(limit)];
             params.extend(queues.iter().map(|q| Value::Text(q.clone())));
-            best.extend(candidates(tx, &claim_expired_sql(queues.len()), &params)?);
+            best.extend(candidates(tx, &q::claim_expired(queues.len()), &params)?);
             best.sort_by_key(|(p, s)| (std::cmp::Reverse(*p), *s));
             best.truncate(req.limit as usize);
             let cmd = Command::Acquire {
@@ -596,13 +561,15 @@ impl Store for SqliteStore {
         }
         if let Some(now) = filter.stale_at {
             conds.push(format!(
-                "{IN_FLIGHT} AND lease_expires_at <= {}",
+                "{} AND lease_expires_at <= {}",
+                q::IN_FLIGHT,
                 next(Value::Integer(now.as_micros()), &mut params)
             ));
         }
         let lim = next(Value::Integer(limit as i64 + 1), &mut params);
         let sql_text = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE {} ORDER BY seq LIMIT {lim}",
+            "{} WHERE {} ORDER BY seq LIMIT {lim}",
+            q::LIST_PREFIX,
             conds.join(" AND ")
         );
         let mut rows = self.read(|tx| query_tasks(tx, &sql_text, &params))?;
@@ -619,26 +586,19 @@ impl Store for SqliteStore {
     }
 
     fn list_in_flight(&self) -> Result<Vec<Task>> {
-        let sql_text = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {IN_FLIGHT} ORDER BY seq");
-        let rows = self.read(|tx| query_tasks(tx, &sql_text, &[]))?;
+        let rows = self.read(|tx| query_tasks(tx, q::LIST_IN_FLIGHT, &[]))?;
         Ok(rows.into_iter().map(|(_, t)| t).collect())
     }
 
     fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-        let sql_text = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'running' AND lease_expires_at <= ?1 \
-             ORDER BY lease_expires_at, seq"
-        );
         let rows =
-            self.read(|tx| query_tasks(tx, &sql_text, &[Value::Integer(now.as_micros())]))?;
+            self.read(|tx| query_tasks(tx, q::LIST_STALE, &[Value::Integer(now.as_micros())]))?;
         Ok(rows.into_iter().map(|(_, t)| t).collect())
     }
 
     fn counts(&self) -> Result<Counts> {
         self.read(|tx| {
-            let mut stmt = tx
-                .prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")
-                .map_err(sql("count tasks"))?;
+            let mut stmt = tx.prepare_cached(q::COUNTS).map_err(sql("count tasks"))?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
                 .map_err(sql("count tasks"))?
@@ -658,14 +618,12 @@ impl Store for SqliteStore {
     fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
         self.read(|tx| {
             let seq: i64 = tx
-                .prepare_cached("SELECT seq FROM tasks WHERE task_id = ?1")
+                .prepare_cached(q::SEQ_BY_ID)
                 .and_then(|mut s| s.query_row([task_id], |r| r.get(0)).optional())
                 .map_err(|e| map(e, &format!("look up task {task_id:?}")))?
                 .ok_or_else(|| Error::task_not_found(task_id))?;
             let mut stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {HISTORY_COLUMNS} FROM history WHERE task_seq = ?1 ORDER BY id"
-                ))
+                .prepare_cached(q::HISTORY)
                 .map_err(sql("query history"))?;
             let raws = stmt
                 .query_map([seq], RawHistory::read)
@@ -680,6 +638,40 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pragma(store: &SqliteStore, name: &str) -> String {
+        let conn = store.writer.lock().unwrap();
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .map(|v| format!("{v:?}"))
+        .unwrap()
+    }
+
+    #[test]
+    fn durability_sets_synchronous_full_by_default_and_normal_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = SqliteStore::open(dir.path().join("full.db")).unwrap();
+        assert_eq!(full.options().durability, Durability::Full);
+        assert_eq!(pragma(&full, "synchronous"), "Integer(2)", "FULL");
+        assert_eq!(pragma(&full, "journal_mode"), "Text(\"wal\")");
+        let opts = SqliteOptions {
+            durability: Durability::Normal,
+            ..SqliteOptions::default()
+        };
+        let normal = SqliteStore::open_with(dir.path().join("normal.db"), opts).unwrap();
+        assert_eq!(pragma(&normal, "synchronous"), "Integer(1)", "NORMAL");
+        // Readers get the same setting (synchronous is per connection).
+        let reader = normal.readers.lock().unwrap().pop().unwrap();
+        let s: i64 = reader
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(s, 1);
+        let q: i64 = reader
+            .query_row("PRAGMA query_only", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(q, 1, "read connections cannot write");
+    }
 
     #[test]
     fn store_is_send_and_sync() {

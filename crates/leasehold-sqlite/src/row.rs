@@ -16,15 +16,6 @@ use rusqlite::Row;
 
 use crate::errors::corrupt;
 
-/// The task columns in the order [`RawTask::read`] expects them.
-pub const TASK_COLUMNS: &str = "seq, task_id, saga_id, state, queue, priority, issue, branch, \
-     worktree, metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, \
-     lease_expires_at, last_heartbeat_at, attempts, terminal_reason, version, created_at, updated_at";
-
-/// The history columns in the order [`RawHistory::read`] expects them.
-pub const HISTORY_COLUMNS: &str =
-    "task_id, kind, at, actor, from_state, to_state, lease_token, detail";
-
 /// A task row as SQLite returns it, before any interpretation.
 pub struct RawTask {
     seq: Value,
@@ -41,7 +32,7 @@ fn read_values(row: &Row<'_>, n: usize) -> rusqlite::Result<Vec<Value>> {
 }
 
 impl RawTask {
-    /// Read the [`TASK_COLUMNS`] of one row; never fails on content.
+    /// Read the task columns (`crate::queries`) of one row; never fails on content.
     pub fn read(row: &Row<'_>) -> rusqlite::Result<RawTask> {
         let mut cols = read_values(row, 22)?;
         let seq = cols.remove(0);
@@ -116,7 +107,7 @@ impl RawTask {
 }
 
 impl RawHistory {
-    /// Read the [`HISTORY_COLUMNS`] of one row.
+    /// Read the history columns (`crate::queries`) of one row.
     pub fn read(row: &Row<'_>) -> rusqlite::Result<RawHistory> {
         Ok(RawHistory {
             cols: read_values(row, 8)?,
@@ -228,7 +219,7 @@ impl Cols {
     }
 }
 
-/// A task's values in [`TASK_COLUMNS`] order, without `seq`, ready to bind.
+/// A task's values in column order, without `seq`, ready to bind.
 pub fn task_values(t: &Task) -> Result<Vec<Value>> {
     let tid = &t.task_id;
     let json = |name: &str, r: serde_json::Result<String>| {
@@ -271,7 +262,7 @@ pub fn task_values(t: &Task) -> Result<Vec<Value>> {
     ])
 }
 
-/// A history entry's values in [`HISTORY_COLUMNS`] order, ready to bind.
+/// A history entry's values in column order, ready to bind.
 pub fn history_values(h: &HistoryEntry) -> Result<Vec<Value>> {
     let token = i64::try_from(h.lease_token).map_err(|_| {
         Error::InvalidInput(format!(

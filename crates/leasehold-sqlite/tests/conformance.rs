@@ -8,21 +8,34 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use leasehold_conformance::Harness;
-use leasehold_sqlite::SqliteStore;
+use leasehold_sqlite::{Durability, SqliteOptions, SqliteStore};
 
 /// Stores in a per-harness temporary directory, removed when the harness drops.
 struct SqliteHarness {
     dir: tempfile::TempDir,
     next: AtomicUsize,
+    opts: SqliteOptions,
 }
 
 impl SqliteHarness {
     /// A harness with its own empty temporary directory.
     fn new() -> SqliteHarness {
+        SqliteHarness::with(SqliteOptions::default())
+    }
+
+    /// With explicit options (the model test uses `Durability::Normal`: it
+    /// checks logic over thousands of operations, not fsync; the crash test
+    /// covers durability).
+    fn with(opts: SqliteOptions) -> SqliteHarness {
         SqliteHarness {
             dir: tempfile::tempdir().expect("create a temporary directory"),
             next: AtomicUsize::new(0),
+            opts,
         }
+    }
+
+    fn open(&self, path: &std::path::Path) -> SqliteStore {
+        SqliteStore::open_with(path, self.opts.clone()).expect("open the sqlite store")
     }
 }
 
@@ -32,18 +45,23 @@ impl Harness for SqliteHarness {
     fn fresh(&self) -> SqliteStore {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let path = self.dir.path().join(format!("store-{n}.db"));
-        SqliteStore::open(&path).expect("open a fresh sqlite store")
+        self.open(&path)
     }
 
     fn reopen(&self, store: SqliteStore) -> SqliteStore {
         let path = store.path().to_path_buf();
         drop(store);
-        SqliteStore::open(&path).expect("reopen the sqlite store")
+        self.open(&path)
     }
 
     fn another(&self, store: &SqliteStore) -> SqliteStore {
-        SqliteStore::open(store.path()).expect("open another handle on the sqlite store")
+        self.open(store.path())
     }
 }
 
 leasehold_conformance::conformance_tests!(super::SqliteHarness::new());
+
+leasehold_conformance::model_tests!(super::SqliteHarness::with(super::SqliteOptions {
+    durability: super::Durability::Normal,
+    ..Default::default()
+}));

@@ -1,0 +1,261 @@
+//! Every SQL statement the store runs, in one place, so that the query-plan
+//! test (below) checks exactly the text the store executes.
+//!
+//! Statements on hot paths must be served by an index (never `SCAN tasks`):
+//! `get` by the UNIQUE index on `task_id`, `claim` by `tasks_claim` and
+//! `tasks_stale`, `list_stale` and `reclaim` by `tasks_stale`, `history` by
+//! `history_task`. `counts` scans the `tasks_state` index (O(n), noted in the
+//! crate docs). `list` and `list_in_flight` walk the rowid in creation order.
+//!
+//! The stale and claim queries name their index with `INDEXED BY`: without
+//! statistics the planner prefers `tasks_state (state=?)` for
+//! `state = 'running' AND lease_expires_at <= ?`, which reads every running
+//! task. `INDEXED BY` makes SQLite refuse to prepare the statement rather than
+//! silently fall back to another plan, so a schema change that breaks the
+//! index fails loudly (and the plan test below says why).
+
+/// The task columns, in the order `RawTask::read` expects.
+macro_rules! task_columns {
+    () => {
+        "seq, task_id, saga_id, state, queue, priority, issue, branch, worktree, metadata, \
+         compensations, notes, lease_owner, lease_token, lease_acquired_at, lease_expires_at, \
+         last_heartbeat_at, attempts, terminal_reason, version, created_at, updated_at"
+    };
+}
+
+/// The history columns, in the order `RawHistory::read` expects.
+macro_rules! history_columns {
+    () => {
+        "task_id, kind, at, actor, from_state, to_state, lease_token, detail"
+    };
+}
+
+/// Non-terminal states, as an SQL predicate.
+pub const IN_FLIGHT: &str = "state IN ('planned', 'dispatched', 'running')";
+
+/// One task by id (UNIQUE index on `task_id`).
+pub const GET_BY_ID: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id = ?1");
+
+/// One task by creation sequence (rowid).
+pub const GET_BY_SEQ: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE seq = ?1");
+
+/// The sequence number of a task (UNIQUE index on `task_id`).
+pub const SEQ_BY_ID: &str = "SELECT seq FROM tasks WHERE task_id = ?1";
+
+/// The task using a saga id (UNIQUE index on `saga_id`).
+pub const TASK_BY_SAGA: &str = "SELECT task_id FROM tasks WHERE saga_id = ?1";
+
+/// Insert a task; `?1..?21` are the columns after `seq`.
+pub const INSERT_TASK: &str = "INSERT INTO tasks (task_id, saga_id, state, queue, priority, issue, \
+     branch, worktree, metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, \
+     lease_expires_at, last_heartbeat_at, attempts, terminal_reason, version, created_at, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+
+/// Conditional update: `?1..?21` the columns after `seq`, `?22` the seq and
+/// `?23` the version that was read. Changes one row or none.
+pub const UPDATE_TASK: &str =
+    "UPDATE tasks SET task_id = ?1, saga_id = ?2, state = ?3, queue = ?4, \
+     priority = ?5, issue = ?6, branch = ?7, worktree = ?8, metadata = ?9, compensations = ?10, \
+     notes = ?11, lease_owner = ?12, lease_token = ?13, lease_acquired_at = ?14, \
+     lease_expires_at = ?15, last_heartbeat_at = ?16, attempts = ?17, terminal_reason = ?18, \
+     version = ?19, created_at = ?20, updated_at = ?21 WHERE seq = ?22 AND version = ?23";
+
+/// Append a history row: `?1` the task's seq, then the history columns.
+pub const INSERT_HISTORY: &str = concat!(
+    "INSERT INTO history (task_seq, ",
+    history_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+);
+
+/// One task's history, oldest first (`history_task`).
+pub const HISTORY: &str = concat!(
+    "SELECT ",
+    history_columns!(),
+    " FROM history WHERE task_seq = ?1 ORDER BY id"
+);
+
+/// Seqs of tasks stale at `?1`, oldest expiry first, at most `?2` (`tasks_stale`).
+/// Non-terminal tasks with a lease are exactly the running ones (invariant).
+pub const STALE_SEQS: &str = "SELECT seq FROM tasks INDEXED BY tasks_stale \
+     WHERE state = 'running' AND lease_expires_at <= ?1 \
+     ORDER BY lease_expires_at, seq LIMIT ?2";
+
+/// Tasks stale at `?1`, oldest expiry first (`tasks_stale`).
+pub const LIST_STALE: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks INDEXED BY tasks_stale \
+     WHERE state = 'running' AND lease_expires_at <= ?1 ORDER BY lease_expires_at, seq"
+);
+
+/// Non-terminal tasks in creation order.
+pub const LIST_IN_FLIGHT: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE state IN ('planned', 'dispatched', 'running') ORDER BY seq"
+);
+
+/// The start of a filtered `list`; the store appends `WHERE …`.
+pub const LIST_PREFIX: &str = concat!("SELECT ", task_columns!(), " FROM tasks");
+
+/// Unleased claimable tasks of queue `?1`, best first, at most `?2` (`tasks_claim`).
+pub const CLAIM_UNLEASED: &str = "SELECT priority, seq FROM tasks INDEXED BY tasks_claim \
+     WHERE state IN ('planned', 'dispatched') AND queue = ?1 \
+     ORDER BY priority DESC, seq LIMIT ?2";
+
+/// Expired running tasks at `?1` of the queues `?3…`, best first, at most `?2`
+/// (`tasks_stale`, then a sort of the expired rows of those queues).
+pub fn claim_expired(n_queues: usize) -> String {
+    let qs: Vec<String> = (0..n_queues).map(|i| format!("?{}", i + 3)).collect();
+    format!(
+        "SELECT priority, seq FROM tasks INDEXED BY tasks_stale \
+         WHERE state = 'running' AND lease_expires_at <= ?1 AND queue IN ({}) \
+         ORDER BY priority DESC, seq LIMIT ?2",
+        qs.join(", ")
+    )
+}
+
+/// Tasks per state (`tasks_state`).
+pub const COUNTS: &str = "SELECT state, COUNT(*) FROM tasks GROUP BY state";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold_core::store::Store;
+    use leasehold_core::{Context, NewTask, Timestamp};
+
+    /// The `detail` column of `EXPLAIN QUERY PLAN`, one step per line.
+    fn plan(conn: &rusqlite::Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Value::Null; stmt.parameter_count()];
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        rows.join("\n")
+    }
+
+    fn assert_uses(conn: &rusqlite::Connection, name: &str, sql: &str, index: &str, sort_ok: bool) {
+        let p = plan(conn, sql);
+        assert!(p.contains(index), "{name} does not use {index}:\n{p}");
+        // A plain table scan reads every row; scanning a covering index is
+        // reported as `SCAN tasks USING COVERING INDEX` and is checked by `index`.
+        assert!(
+            !p.lines().any(|l| l.trim() == "SCAN tasks"),
+            "{name} scans the table:\n{p}"
+        );
+        if !sort_ok {
+            assert!(
+                !p.contains("TEMP B-TREE"),
+                "{name} sorts instead of walking the index:\n{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn hot_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(dir.path().join("plans.db")).unwrap();
+        // Some rows in several states, so the planner sees a real table.
+        let t0 = Timestamp::parse("2026-06-03T10:00:00Z").unwrap();
+        let ctx = Context::new(t0, "test");
+        for i in 0..200 {
+            let mut n = NewTask::new(format!("t{i}"), format!("s{i}"));
+            n.queue = Some(format!("q{}", i % 3));
+            n.priority = Some(i % 5);
+            store.create(n, &ctx).unwrap();
+            if i % 4 == 0 {
+                let exp = t0.checked_add_micros(1_000_000 * (i as i64 + 1)).unwrap();
+                store
+                    .acquire_lease(&format!("t{i}"), "w", exp, &ctx)
+                    .unwrap();
+            }
+        }
+        let conn = store.writer.lock().unwrap();
+        assert_uses(
+            &conn,
+            "get",
+            GET_BY_ID,
+            "USING INDEX sqlite_autoindex_tasks_1 (task_id=?)",
+            false,
+        );
+        assert_uses(
+            &conn,
+            "seq of id",
+            SEQ_BY_ID,
+            "sqlite_autoindex_tasks_1 (task_id=?)",
+            false,
+        );
+        assert_uses(
+            &conn,
+            "saga lookup",
+            TASK_BY_SAGA,
+            "sqlite_autoindex_tasks_2 (saga_id=?)",
+            false,
+        );
+        assert_uses(
+            &conn,
+            "get by seq",
+            GET_BY_SEQ,
+            "USING INTEGER PRIMARY KEY (rowid=?)",
+            false,
+        );
+        assert_uses(
+            &conn,
+            "reclaim",
+            STALE_SEQS,
+            "tasks_stale (lease_expires_at<?)",
+            false,
+        );
+        assert_uses(
+            &conn,
+            "list_stale",
+            LIST_STALE,
+            "tasks_stale (lease_expires_at<?)",
+            false,
+        );
+        assert_uses(
+            &conn,
+            "claim unleased",
+            CLAIM_UNLEASED,
+            "tasks_claim (queue=?)",
+            false,
+        );
+        for n in [1, 3, 64] {
+            assert_uses(
+                &conn,
+                "claim expired",
+                &claim_expired(n),
+                "tasks_stale (lease_expires_at<?)",
+                true,
+            );
+        }
+        assert_uses(
+            &conn,
+            "history",
+            HISTORY,
+            "USING INDEX history_task (task_seq=?)",
+            false,
+        );
+        assert_uses(
+            &conn,
+            "counts",
+            COUNTS,
+            "USING COVERING INDEX tasks_state",
+            false,
+        );
+    }
+
+    #[test]
+    fn column_lists_match_the_schema() {
+        let cols: Vec<&str> = task_columns!().split(", ").collect();
+        assert_eq!(cols.len(), 22);
+        for c in &cols {
+            assert!(
+                crate::migrations::V1_INITIAL.contains(&format!("    {c} ")),
+                "{c}"
+            );
+        }
+    }
+}
