@@ -55,6 +55,9 @@ pub enum Op {
     },
     /// Close and reopen the backend (the model keeps its state).
     Reopen,
+    /// Send the following operations through the other handle (opened with
+    /// `Harness::another`), so per-handle caching cannot hide.
+    SwitchHandle,
     /// `create`.
     Create(NewTask),
     /// `put`, with a description of where the copy came from.
@@ -105,6 +108,7 @@ impl Op {
         match self {
             Op::Advance { .. } => "advance",
             Op::Reopen => "reopen",
+            Op::SwitchHandle => "switch_handle",
             Op::Create(_) => "create",
             Op::Put { .. } => "put",
             Op::Apply { cmd, .. } => cmd.name(),
@@ -278,6 +282,10 @@ pub fn run_cases<H: Harness>(
 struct Run<H: Harness> {
     model: MemoryStore,
     backend: Option<H::S>,
+    /// A second handle on the backend's data, opened on first use.
+    other: Option<H::S>,
+    /// Whether operations currently go through `other`.
+    use_other: bool,
     now: Timestamp,
     /// Copies of tasks returned earlier, for stale `put`s.
     seen: Vec<Task>,
@@ -294,6 +302,8 @@ pub fn run_seed<H: Harness>(
     let mut run: Run<H> = Run {
         model: MemoryStore::new(),
         backend: Some(h.fresh()),
+        other: None,
+        use_other: false,
         now: at(0),
         seen: Vec::new(),
         cov: Coverage::default(),
@@ -418,7 +428,8 @@ fn generate<H: Harness>(rng: &mut StdRng, run: &Run<H>) -> Op {
             };
             Op::Advance { micros }
         }
-        8 => Op::Reopen,
+        8 if rng.gen_bool(0.5) => Op::Reopen,
+        8 => Op::SwitchHandle,
         9..=16 => {
             // Mostly a missing id with its own saga; sometimes a duplicate
             // id or a saga another task may hold.
@@ -757,7 +768,18 @@ fn step_once<H: Harness>(h: &H, run: &mut Run<H>, op: &Op) -> std::result::Resul
         ACTORS[(run.now.as_micros() / 1_000_000 % 2) as usize],
     );
     let kind = op.kind();
-    let b = run.backend.as_ref().expect("backend present");
+    if let Op::SwitchHandle = op {
+        run.use_other = !run.use_other;
+        if run.use_other && run.other.is_none() {
+            run.other = Some(h.another(run.backend.as_ref().expect("backend present")));
+        }
+        return Ok(());
+    }
+    let b = if run.use_other {
+        run.other.as_ref().expect("other handle present")
+    } else {
+        run.backend.as_ref().expect("backend present")
+    };
     let m = &run.model;
     let mut seen: Vec<Task> = Vec::new();
     match op {
@@ -766,10 +788,13 @@ fn step_once<H: Harness>(h: &H, run: &mut Run<H>, op: &Op) -> std::result::Resul
             return Ok(());
         }
         Op::Reopen => {
+            run.other = None;
+            run.use_other = false;
             let s = run.backend.take().expect("backend present");
             run.backend = Some(h.reopen(s));
             return Ok(());
         }
+        Op::SwitchHandle => unreachable!("handled above"),
         Op::Create(new) => {
             let (x, y) = (m.create(new.clone(), &ctx), b.create(new.clone(), &ctx));
             record(&mut run.cov, kind, &x);
