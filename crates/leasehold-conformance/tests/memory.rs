@@ -120,6 +120,65 @@ mod self_test {
         assert_eq!(again.step, failure.step);
     }
 
+    /// Loses everything on reopen (no durability) when `forget` is set, or
+    /// hands out unshared stores from `another` when `split` is set.
+    struct Amnesiac {
+        forget: bool,
+        split: bool,
+    }
+
+    impl Harness for Amnesiac {
+        type S = Arc<MemoryStore>;
+        fn fresh(&self) -> Self::S {
+            Arc::new(MemoryStore::new())
+        }
+        fn reopen(&self, store: Self::S) -> Self::S {
+            if self.forget {
+                Arc::new(MemoryStore::new())
+            } else {
+                store
+            }
+        }
+        fn another(&self, store: &Self::S) -> Self::S {
+            if self.split {
+                Arc::new(MemoryStore::new())
+            } else {
+                Arc::clone(store)
+            }
+        }
+    }
+
+    #[test]
+    fn model_catches_data_lost_on_reopen() {
+        let h = Amnesiac {
+            forget: true,
+            split: false,
+        };
+        leasehold_conformance::model::run_cases(&h, 0..64, 200)
+            .expect_err("the model test passed although reopen loses data");
+        let caught = std::panic::catch_unwind(|| {
+            leasehold_conformance::seed::s01_round_trip_after_reopen(&h)
+        });
+        assert!(caught.is_err(), "s01 passed although reopen loses data");
+    }
+
+    #[test]
+    fn model_and_races_catch_unshared_handles() {
+        let h = Amnesiac {
+            forget: false,
+            split: true,
+        };
+        leasehold_conformance::model::run_cases(&h, 0..64, 200)
+            .expect_err("the model test passed although handles share nothing");
+        let caught = std::panic::catch_unwind(|| {
+            leasehold_conformance::concurrency::lease_race_sized(&h, 2, 4)
+        });
+        assert!(
+            caught.is_err(),
+            "the lease race passed with unshared handles"
+        );
+    }
+
     #[test]
     fn model_coverage_is_broad() {
         struct Plain;
