@@ -25,6 +25,9 @@
 //! Within one process the mutex queues writers in memory instead of making
 //! them spin on the file lock, and it is the natural place to add group commit
 //! later (batch several callers' transitions into one transaction and fsync).
+//! Across handles and processes, waiters poll the lock with a short jittered
+//! busy handler instead of SQLite's default 100 ms backoff, which let waiters
+//! starve past the timeout under contention (see the `busy` module).
 //!
 //! **Reads never wait for writers.** WAL lets readers see the last committed
 //! snapshot while a writer is active, so reads (`get`, `list`, `counts`,
@@ -531,8 +534,13 @@ impl Store for SqliteStore {
     fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
         let limit = list_limit(limit)? as usize;
         let after = decode_cursor(cursor)?;
-        let after = i64::try_from(after)
-            .map_err(|_| Error::InvalidInput(format!("cursor {cursor:?} is out of range")))?;
+        let Ok(after) = i64::try_from(after) else {
+            // No row has a seq beyond i64::MAX: the page after it is empty.
+            return Ok(Page {
+                tasks: Vec::new(),
+                next_cursor: None,
+            });
+        };
         let mut conds = vec!["seq > ?1".to_string()];
         let mut params = vec![Value::Integer(after)];
         fn next(v: Value, params: &mut Vec<Value>) -> String {

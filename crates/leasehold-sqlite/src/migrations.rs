@@ -118,6 +118,12 @@ pub fn current_version(conn: &Connection) -> Result<u32> {
 /// Bring the database at `path` (open as `conn`) up to [`SCHEMA_VERSION`],
 /// in one transaction. Returns the version found before migrating.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<u32> {
+    // Fast path without the write lock: an up-to-date database opens even
+    // while another process holds a long write transaction.
+    let seen = current_version(conn)?;
+    if seen == SCHEMA_VERSION {
+        return Ok(seen);
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql("begin the migration transaction"))?;

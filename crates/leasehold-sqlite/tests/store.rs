@@ -211,3 +211,40 @@ fn history_rows_commit_with_their_task() {
     );
     assert_eq!(store.require("a").unwrap().version, 2);
 }
+
+#[test]
+fn an_up_to_date_database_opens_while_another_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.create(NewTask::new("a", "sa"), &ctx(0)).unwrap();
+    let mut other = raw(&store);
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let opts = SqliteOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..SqliteOptions::default()
+    };
+    let second = SqliteStore::open_with(&path, opts).expect("open needs no write lock");
+    assert_eq!(second.require("a").unwrap().version, 1);
+    drop(tx);
+}
+
+#[test]
+fn a_cursor_past_every_row_gives_an_empty_page() {
+    let (_dir, store) = new_store();
+    store.create(NewTask::new("a", "sa"), &ctx(0)).unwrap();
+    let page = store
+        .list(
+            &Default::default(),
+            Some(&format!("s{}", u64::MAX - 1)),
+            None,
+        )
+        .unwrap();
+    assert!(page.tasks.is_empty() && page.next_cursor.is_none());
+    let err = store
+        .list(&Default::default(), Some("nope"), None)
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+}
