@@ -172,12 +172,9 @@ impl Store for HttpStore {
             Command::Acquire { owner, expires_at } => {
                 match wire::ttl_ms_between(ctx.at, *expires_at) {
                     Ok(ms) => wire::lease(task_id, owner, ms),
-                    Err(e) => {
-                        // The model validates the owner and expiry before
-                        // anything else; keep that order.
-                        leasehold_core::validate::owner(owner)?;
-                        return self.local_verdict(task_id, &cmd, ctx, e);
-                    }
+                    // The model loads the task first (`not_found`), then
+                    // validates; `local_verdict` keeps that order.
+                    Err(e) => return self.local_verdict(task_id, &cmd, ctx, e),
                 }
             }
             Command::Heartbeat { fence, expires_at } => {
@@ -207,10 +204,23 @@ impl Store for HttpStore {
                 status,
                 detail,
             } => wire::record_compensation(task_id, *index, *status, detail.as_deref()),
-            Command::Reclaim { .. } => {
-                return Err(Error::InvalidInput(format!(
-                    "reclaiming the single task {task_id:?} is not part of the HTTP API; call reclaim, which reclaims every stale task"
-                )))
+            Command::Reclaim { max_attempts } => {
+                // Most per-task reclaims are refusals (the task is not
+                // stale); the model's verdict on a fresh read answers those
+                // exactly without needing a route. An accepted one is sent.
+                let task = self
+                    .get(task_id)?
+                    .ok_or_else(|| Error::task_not_found(task_id))?;
+                machine::apply(&task, &cmd, ctx)?;
+                let call = wire::reclaim_one(task_id, *max_attempts);
+                return match self.call::<Task>(call, Some(ctx)) {
+                    Err(Error::NotFound(m)) if m.starts_with("no route") => {
+                        Err(Error::InvalidInput(format!(
+                            "reclaiming the single task {task_id:?} needs POST /v1/tasks/{{id}}/reclaim, which this server does not have; call reclaim, which reclaims every stale task"
+                        )))
+                    }
+                    other => other,
+                };
             }
             // `Command` may grow; a new command without a route is a client bug.
             #[allow(unreachable_patterns)]

@@ -151,9 +151,11 @@ impl Harness for SqliteOverHttp {
 mod memory {
     use super::*;
     leasehold_conformance::conformance_tests!(super::MemoryOverHttp);
+    leasehold_conformance::model_tests!(super::MemoryOverHttp);
 }
 
 mod sqlite {
     use super::*;
     leasehold_conformance::conformance_tests!(super::SqliteOverHttp::new());
+    leasehold_conformance::model_tests!(super::SqliteOverHttp::new());
 }
