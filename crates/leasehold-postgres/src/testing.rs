@@ -1,8 +1,9 @@
 //! Test support: a throwaway PostgreSQL cluster started from the machine's
 //! own binaries, and helpers that give each test its own schema.
 //!
-//! - Binaries: `$LEASEHOLD_PG_BINDIR`, else `pg_config --bindir`, else the
-//!   newest `/usr/lib/postgresql/*/bin`, else `initdb` on `PATH`.
+//! - Binaries: `$LEASEHOLD_PG_BINDIR` if set (and nothing else then: a
+//!   directory without them means "no PostgreSQL"), else `pg_config --bindir`,
+//!   else the newest `/usr/lib/postgresql/*/bin`, else `initdb` on `PATH`.
 //! - `initdb` runs once per machine and PostgreSQL version into a template
 //!   directory under the system temp dir; each cluster copies it (much faster
 //!   than `initdb`), listens on a free loopback port with its unix socket in
@@ -54,11 +55,11 @@ fn has_server_binaries(dir: &Path) -> bool {
 
 /// Where the PostgreSQL server binaries are, if anywhere.
 pub fn find_bindir() -> Option<PathBuf> {
+    // An explicit choice is final: a directory without the binaries means
+    // "no PostgreSQL" (which is also how the skip path is tested).
     if let Ok(dir) = std::env::var("LEASEHOLD_PG_BINDIR") {
         let dir = PathBuf::from(dir);
-        if has_server_binaries(&dir) {
-            return Some(dir);
-        }
+        return has_server_binaries(&dir).then_some(dir);
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         if out.status.success() {
@@ -86,11 +87,16 @@ pub fn find_bindir() -> Option<PathBuf> {
         .and_then(|paths| std::env::split_paths(&paths).find(|p| has_server_binaries(p)))
 }
 
-fn is_root() -> bool {
+/// The effective user id: the owner of `/proc/self` (no `unsafe` needed).
+fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+fn is_root() -> bool {
+    current_uid() == 0
 }
 
 fn unique_suffix() -> String {
@@ -349,10 +355,12 @@ fn ensure_template(bindir: &Path, run_as: Option<&str>) -> Result<PathBuf, Strin
             }
         })
         .collect();
-    let owner = if run_as.is_some() { "root" } else { "user" };
+    // One template per machine, PostgreSQL version and user (its files
+    // belong to whoever runs the server).
     let template = std::env::temp_dir().join(format!(
-        "leasehold-pg-template-{}-{owner}",
-        version.trim_matches('_')
+        "leasehold-pg-template-{}-uid{}",
+        version.trim_matches('_'),
+        current_uid()
     ));
     if template.join("data").join("PG_VERSION").is_file() && template.join("ready").is_file() {
         return Ok(template);
