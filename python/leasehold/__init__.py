@@ -38,7 +38,7 @@ from .errors import (
     VersionConflict,
     VersionConflictError,
 )
-from .seed import FakeTaskSagaStore, SqliteTaskSagaStore, TaskSagaStoreBase
+from .seed import FakeTaskSagaStore, SqliteTaskSagaStore, TaskSagaStore, TaskSagaStoreBase
 from .seed_import import SeedImportReport, import_seed_database
 from .store import Store
 from .types import (
@@ -93,6 +93,7 @@ __all__ = [
     "Task",
     "TaskSaga",
     "TaskSagaError",
+    "TaskSagaStore",
     "TaskSagaStoreBase",
     "TaskState",
     "Terminal",

@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from . import _native
 from ._time import now_utc, opt_from_wire, require_aware, to_wire
@@ -51,12 +51,70 @@ from .seed_import import SeedImportReport, has_seed_table, import_seed_database
 from .store import Clock, Store, call, check_task_id
 from .types import Compensation, Fence, TaskSaga, TaskState
 
-__all__ = ["FakeTaskSagaStore", "SqliteTaskSagaStore", "TaskSagaStoreBase", "SEED_STATE_KEY"]
+__all__ = ["FakeTaskSagaStore", "SqliteTaskSagaStore", "TaskSagaStore", "TaskSagaStoreBase", "SEED_STATE_KEY"]
 
 #: Metadata key marking a seed ``RUNNING`` saga stored without a lease.
 SEED_STATE_KEY = "leasehold.seed_state"
 
 _ONE_MICRO = timedelta(microseconds=1)
+
+
+@runtime_checkable
+class TaskSagaStore(Protocol):
+    """The seed's persistence boundary, for type hints written against it."""
+
+    def put(self, saga: TaskSaga) -> TaskSaga:
+        """Persist ``saga`` and return the stored shape."""
+        ...
+
+    def create(
+        self,
+        *,
+        task_id: str,
+        saga_id: str,
+        issue: int | None = ...,
+        branch: str | None = ...,
+        worktree: str | None = ...,
+        compensations: Iterable[Compensation] = ...,
+    ) -> TaskSaga:
+        """Create a planned, leaseable task saga."""
+        ...
+
+    def acquire_lease(self, task_id: str, *, owner_id: str, expires_at: datetime, acquired_at: datetime) -> TaskSaga:
+        """Acquire a task lease and mark the saga running."""
+        ...
+
+    def heartbeat(self, task_id: str, *, owner_id: str, heartbeat_at: datetime, expires_at: datetime) -> TaskSaga:
+        """Extend the active lease before it expires."""
+        ...
+
+    def list_stale(self, *, now: datetime) -> tuple[TaskSaga, ...]:
+        """Non-terminal sagas with expired leases."""
+        ...
+
+    def mark_completed(self, task_id: str, *, reason: str | None = None) -> TaskSaga:
+        """Mark a task completed."""
+        ...
+
+    def mark_failed(self, task_id: str, *, reason: str, compensation: Compensation | None = None) -> TaskSaga:
+        """Mark a task failed, requiring a compensation record."""
+        ...
+
+    def mark_compensated(self, task_id: str, *, reason: str | None = None) -> TaskSaga:
+        """Mark a task compensated."""
+        ...
+
+    def mark_quarantined(self, task_id: str, *, reason: str) -> TaskSaga:
+        """Mark a task quarantined."""
+        ...
+
+    def get(self, task_id: str) -> TaskSaga | None:
+        """One saga by task id."""
+        ...
+
+    def list_in_flight(self) -> tuple[TaskSaga, ...]:
+        """Non-terminal sagas in insertion order."""
+        ...
 
 
 def _saga_from_core(d: dict[str, Any]) -> TaskSaga:

@@ -659,3 +659,11 @@ def test_s15_marker_refuses_any_change_made_in_between(harness: Harness) -> None
     assert info.value.code == "version_conflict"
     got = store.get("task-edit-between")
     assert got is not None and got.state is TaskState.PLANNED and got.branch == "loop/edited-in-between"
+
+
+def test_both_stores_satisfy_the_seed_protocol(store: TaskSagaStoreBase) -> None:
+    from leasehold import TaskSagaStore
+
+    assert isinstance(store, TaskSagaStore)
+    typed: TaskSagaStore = store
+    assert typed.get("nothing") is None
