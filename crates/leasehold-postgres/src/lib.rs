@@ -378,13 +378,22 @@ impl Store for PgStore {
         let t = machine::create(new, ctx)?;
         let me = &self.inner;
         me.pool.write("create", |tx| {
-            if !tx.query(&me.q.exists, &[&t.task.task_id])?.is_empty() {
+            // Checked first (in the model's order) so that a duplicate does
+            // not consume a creation sequence number.
+            let row = tx.query(&me.q.taken, &[&t.task.task_id, &t.task.saga_id])?;
+            let (id_taken, saga_owner): (bool, Option<String>) = (row[0].get(0), row[0].get(1));
+            if id_taken {
                 return Err(Fail::Domain(Error::AlreadyExists(format!(
                     "task {:?} already exists",
                     t.task.task_id
                 ))));
             }
-            me.saga_taken(tx, &t.task)?;
+            if let Some(other) = saga_owner {
+                return Err(Fail::Domain(Error::AlreadyExists(format!(
+                    "saga {:?} is already used by task {other:?}",
+                    t.task.saga_id
+                ))));
+            }
             me.insert(tx, &t)?.map_err(|e| unique_to_exists(e, &t.task))
         })?;
         Ok(t.task)

@@ -22,7 +22,8 @@ const LIVE: &str = "('planned', 'dispatched', 'running')";
 pub(crate) struct Queries {
     pub(crate) get_for_update: String,
     pub(crate) get: String,
-    pub(crate) exists: String,
+    /// Whether a task id exists, and which other task holds a saga id.
+    pub(crate) taken: String,
     pub(crate) saga_owner: String,
     /// Insert a task and its first history entry in one statement.
     pub(crate) insert_task: String,
@@ -47,7 +48,10 @@ impl Queries {
         Queries {
             get_for_update: format!("SELECT {TASK_COLS} FROM {t} WHERE task_id = $1 FOR UPDATE"),
             get: format!("SELECT {TASK_COLS} FROM {t} WHERE task_id = $1"),
-            exists: format!("SELECT 1 FROM {t} WHERE task_id = $1"),
+            taken: format!(
+                "SELECT EXISTS (SELECT 1 FROM {t} WHERE task_id = $1), \
+                 (SELECT task_id FROM {t} WHERE saga_id = $2 AND task_id <> $1 LIMIT 1)"
+            ),
             saga_owner: format!("SELECT task_id FROM {t} WHERE saga_id = $1 AND task_id <> $2"),
             insert_task: format!(
                 "WITH ins AS (INSERT INTO {t} (task_id, saga_id, state, queue, priority, issue, \

@@ -474,3 +474,35 @@ fn pool_size_bounds_connections_and_busy_pool_times_out_as_unavailable() {
     );
     assert_eq!(store.stats().connects, 1);
 }
+
+#[test]
+fn concurrent_puts_inserting_one_task_all_succeed_and_insert_once() {
+    let Some(cl) = cluster() else { return };
+    let store = cl.fresh_store();
+    // A task as the model would store it, written by 12 puts at once: one
+    // inserts, the others lose the insert race, run again as updates, and
+    // find nothing to change.
+    let template = {
+        let probe = leasehold_core::memory::MemoryStore::new();
+        probe.create(new_task("p"), &ctx(0)).unwrap()
+    };
+    let n = 12;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let s = cl.store(store.schema());
+            let (barrier, task) = (barrier.clone(), template.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                s.put(task, None, &ctx(1))
+            })
+        })
+        .collect();
+    for h in handles {
+        let t = h.join().unwrap().expect("every put succeeds");
+        assert_eq!((t.task_id.as_str(), t.version), ("p", 1));
+    }
+    let history = store.history("p").unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].kind.as_str(), "imported");
+}
