@@ -283,6 +283,21 @@ impl WorkerHandle {
         self.stop.cancel();
     }
 
+    /// A token that aborts the worker when cancelled (as
+    /// [`WorkerHandle::abort`] does), for use after the handle was moved
+    /// into [`WorkerHandle::join`], e.g. on a second Ctrl-C.
+    pub fn abort_signal(&self) -> CancellationToken {
+        let (stop, abort) = (self.stop.clone(), self.abort.clone());
+        let signal = CancellationToken::new();
+        let watch = signal.clone();
+        tokio::spawn(async move {
+            watch.cancelled().await;
+            stop.cancel();
+            abort.cancel();
+        });
+        signal
+    }
+
     /// Wait for the worker to end (after [`WorkerHandle::stop`] or
     /// [`WorkerHandle::abort`]) and return its counts.
     pub async fn join(self) -> WorkerStats {

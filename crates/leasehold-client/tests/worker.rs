@@ -475,6 +475,15 @@ fn graceful_shutdown_finishes_in_flight_work_and_claims_nothing_new() {
 
 #[test]
 fn abort_cancels_the_handler_and_gives_the_lease_back() {
+    abort_case(false);
+}
+
+#[test]
+fn abort_signal_after_join_started_does_the_same() {
+    abort_case(true);
+}
+
+fn abort_case(via_signal: bool) {
     let e = env();
     e.rt.block_on(async {
         create(&e.op, "t-abort").await;
@@ -496,9 +505,15 @@ fn abort_cancels_the_handler_and_gives_the_lease_back() {
             .with_outcomes(tx)
             .spawn();
         next(&mut started, "the handler").await;
-        let stats = tokio::time::timeout(WAIT_MAX, handle.abort())
-            .await
-            .unwrap();
+        let stats = if via_signal {
+            handle.stop();
+            let signal = handle.abort_signal();
+            let joining = tokio::spawn(handle.join());
+            signal.cancel();
+            bounded(joining).await.unwrap()
+        } else {
+            bounded(handle.abort()).await
+        };
         next(&mut dropped, "the handler to be dropped").await;
         assert_eq!(stats.released, 1, "{stats:?}");
         let o = next(&mut outcomes, "the outcome").await;
