@@ -46,6 +46,7 @@ from .errors import (
     LeaseConflictError,
     NotFoundError,
     TerminalTaskMutationError,
+    VersionConflictError,
 )
 from .seed_import import SeedImportReport, has_seed_table, import_seed_database
 from .store import Clock, Store, call, check_task_id
@@ -57,6 +58,8 @@ __all__ = ["FakeTaskSagaStore", "SqliteTaskSagaStore", "TaskSagaStore", "TaskSag
 SEED_STATE_KEY = "leasehold.seed_state"
 
 _ONE_MICRO = timedelta(microseconds=1)
+#: How often ``put`` redoes its merge when the task changes under it.
+_PUT_ATTEMPTS_MAX = 8
 
 
 @runtime_checkable
@@ -233,18 +236,48 @@ class TaskSagaStoreBase:
         expires = None if saga.lease_expires_at is None else require_aware(saga.lease_expires_at, "lease_expires_at", tid)
         beat = None if saga.last_heartbeat_at is None else require_aware(saga.last_heartbeat_at, "last_heartbeat_at", tid)
         now = self._now()
-        stored = self._core(tid)
         marker = _unleased_running(saga)
-        core_state = TaskState.DISPATCHED if marker else state
-        if stored is None:
-            core = self._new_core(saga, core_state, comps, now, expires, beat)
-            if marker:
-                core["metadata"][SEED_STATE_KEY] = "running"
-            return self._put_core(core, 0)
+        # The write is a compare-and-set on the version this method read, so
+        # fields the seed does not know (notes, compensation results,
+        # metadata, queue...) are never overwritten with an older copy; the
+        # seed's fields are last-writer-wins as in the seed, so on a conflict
+        # the merge is simply redone on the new version.
+        for _ in range(_PUT_ATTEMPTS_MAX):
+            stored = self._core(tid)
+            if stored is None:
+                core = self._new_core(saga, TaskState.DISPATCHED if marker else state, comps, now, expires, beat)
+                if marker:
+                    core["metadata"][SEED_STATE_KEY] = "running"
+                expected = 0
+            else:
+                core = self._merge(stored, saga, state, marker, comps, now, owner, expires, beat)
+                expected = stored["version"]
+            try:
+                return self._put_core(core, expected)
+            except VersionConflictError:
+                continue
+        raise VersionConflictError(
+            f"task {tid!r} kept changing while being written ({_PUT_ATTEMPTS_MAX} attempts); try again"
+        )
+
+    def _merge(
+        self,
+        stored: dict[str, Any],
+        saga: TaskSaga,
+        state: TaskState,
+        marker: bool,
+        comps: list[Compensation],
+        now: str,
+        owner: str | None,
+        expires: datetime | None,
+        beat: datetime | None,
+    ) -> dict[str, Any]:
+        """The stored task with the seed's fields of ``saga`` written over it."""
         core = dict(stored)
-        old_state = TaskState(stored["state"])
-        if marker and old_state is TaskState.RUNNING:
-            # Written back as read from a leased task: keep it running.
+        core_state = TaskState.DISPATCHED if marker else state
+        if marker and TaskState(stored["state"]) is TaskState.RUNNING:
+            # Written back as read from a leased task: keep it running (and
+            # let the engine refuse the cleared lease).
             core_state = TaskState.RUNNING
         core.update(
             saga_id=saga.saga_id,
@@ -262,7 +295,7 @@ class TaskSagaStoreBase:
         else:
             meta.pop(SEED_STATE_KEY, None)
         core["metadata"] = meta
-        return self._put_core(core, None)
+        return core
 
     def create(
         self,

@@ -667,3 +667,30 @@ def test_both_stores_satisfy_the_seed_protocol(store: TaskSagaStoreBase) -> None
     assert isinstance(store, TaskSagaStore)
     typed: TaskSagaStore = store
     assert typed.get("nothing") is None
+
+
+def test_put_never_loses_a_note_written_in_between(harness: Harness) -> None:
+    """Fields the seed does not know (notes, compensation results) must
+    survive a seed ``put`` that raced them."""
+    store = harness.open()
+    create(store, "task-notes")
+    other = harness.another()
+    real_core = store._core  # noqa: SLF001 - instrumenting the read
+    calls = {"n": 0}
+
+    def racing_core(task_id: str):  # type: ignore[no-untyped-def]
+        got = real_core(task_id)
+        if calls["n"] == 0:  # after put's first read, someone annotates
+            other.leasehold.annotate(task_id, author="op", note="written in between", at=T0)
+            other.leasehold.record_compensation(task_id, 0, status="applied", at=T0)
+        calls["n"] += 1
+        return got
+
+    saga = store.get("task-notes")
+    store._core = racing_core  # type: ignore[method-assign]
+    put = store.put(replace(saga, branch="loop/after"))  # type: ignore[type-var]
+    assert put.branch == "loop/after"
+    t = store.leasehold.require("task-notes")
+    assert [n.note for n in t.notes] == ["written in between"]
+    assert t.compensations[0].status.value == "applied"
+    assert calls["n"] >= 2  # the merge was redone on the new version
