@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, TaskId, TaskIdIndex};
+use crate::extract::{ApiJson, RawTaskId, TaskId, TaskIdIndex};
 use crate::AppState;
 
 /// Shortest lease a caller may ask for, in milliseconds.
@@ -562,7 +562,7 @@ pub async fn get_task(
 pub async fn put_task(
     State(state): State<AppState>,
     caller: Caller,
-    TaskId(id): TaskId,
+    RawTaskId(id): RawTaskId,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     let ctx = caller.ctx;
@@ -907,6 +907,30 @@ pub async fn reclaim(
     Ok(Json(tasks))
 }
 
+/// Reclaim one stale task: back to `dispatched`, or `quarantined` once
+/// `attempts >= max_attempts`; `lease_conflict` if it is not stale.
+#[utoipa::path(post, path = "/v1/tasks/{id}/reclaim", tag = "leases",
+    params(("id" = String, Path, description = "task id")),
+    request_body = ReclaimBody,
+    responses((status = 200, description = "the reclaimed task", body = TaskDoc),
+              (status = 409, description = "lease_conflict (not stale) or terminal", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn reclaim_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    TaskId(id): TaskId,
+    ApiJson(body): ApiJson<ReclaimBody>,
+) -> ApiResult<Json<Task>> {
+    let max_attempts = body.max_attempts.unwrap_or(state.max_attempts);
+    let ctx = caller.ctx;
+    let task = run(&state, "reclaim", move |s| {
+        s.apply(&id, leasehold_core::Command::Reclaim { max_attempts }, &ctx)
+    })
+    .await?;
+    state.metrics.reclaimed(std::slice::from_ref(&task));
+    Ok(Json(task))
+}
+
 /// Number of tasks per state.
 #[utoipa::path(get, path = "/v1/counts", tag = "tasks",
     responses((status = 200, description = "state → count, every state present", body = BTreeMap<String, u64>)),
@@ -1022,6 +1046,7 @@ pub fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(history))
         .routes(routes!(stale))
         .routes(routes!(reclaim))
+        .routes(routes!(reclaim_task))
         .routes(routes!(counts))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

@@ -84,12 +84,39 @@ where
 }
 
 /// A validated task id from the path (`/v1/tasks/{id}`; encode `/` as `%2F`).
+///
+/// An id that is text but not a valid task id (charset, length) names no
+/// task, so it is `not_found` with a message saying why, exactly as the
+/// library answers `get`/`apply` for it; an id that is not UTF-8 is
+/// `invalid_input`. `PUT` uses [`RawTaskId`]: inserting validates like create.
 #[derive(Debug, Clone)]
 pub struct TaskId(pub String);
 
+/// A task id from the path, checked only for being text (for `PUT`, where the
+/// store validates it like `create` and answers `invalid_input`).
+#[derive(Debug, Clone)]
+pub struct RawTaskId(pub String);
+
 fn check_id(id: String) -> Result<String, ApiError> {
-    validate::id("task_id", &id)?;
+    if let Err(e) = validate::id("task_id", &id) {
+        return Err(ApiError::new(leasehold_core::Error::NotFound(format!(
+            "no task has id {:?}: {}",
+            id.chars().take(160).collect::<String>(),
+            e.message()
+        ))));
+    }
     Ok(id)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RawTaskId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("bad task id in path: {e}")))?;
+        Ok(RawTaskId(id))
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for TaskId {

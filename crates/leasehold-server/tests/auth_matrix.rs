@@ -99,6 +99,12 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
     ),
     ("GET", "/v1/stale", [401, 401, 200, 200, 200, 200]),
     ("POST", "/v1/reclaim", [401, 401, 403, 403, 403, 200]),
+    // Operators only; `own` is not stale, so even the operator gets lease_conflict (the rule, not auth).
+    (
+        "POST",
+        "/v1/tasks/{id}/reclaim",
+        [401, 401, 403, 403, 403, 409],
+    ),
     ("GET", "/v1/counts", [401, 401, 200, 200, 200, 200]),
 ];
 
@@ -172,7 +178,7 @@ fn request(method: &str, route: &str, who: Who) -> (String, Option<Value>) {
         ("POST", "/v1/tasks/{id}/quarantine") => fence_body(json!({"reason": "odd"})),
         ("POST", "/v1/tasks/{id}/notes") => Some(json!({"note": "hello"})),
         ("POST", "/v1/tasks/{id}/compensations/{index}") => Some(json!({"status": "applied"})),
-        ("POST", "/v1/reclaim") => Some(json!({})),
+        ("POST", "/v1/reclaim") | ("POST", "/v1/tasks/{id}/reclaim") => Some(json!({})),
         _ => None,
     };
     (path, body)

@@ -341,6 +341,22 @@ async fn reads_list_stale_reclaim_counts() {
     assert_eq!(h.json.as_array().unwrap().last().unwrap()["actor"], "op");
     let r = app.call("GET", "/v1/stale", op, None).await;
     assert_eq!(r.json, json!([]));
+
+    // One task at a time: not stale → lease_conflict; stale → reclaimed, quarantined past max.
+    app.seed_leased("t4", "w1");
+    let r = app.call("POST", "/v1/tasks/t4/reclaim", op, None).await;
+    assert_eq!((r.status, r.code()), (409, "lease_conflict"), "{}", r.text);
+    app.clock.advance_ms(60_000);
+    let r = app
+        .call(
+            "POST",
+            "/v1/tasks/t4/reclaim",
+            op,
+            Some(json!({"max_attempts": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["state"], "quarantined");
 }
 
 #[tokio::test]
