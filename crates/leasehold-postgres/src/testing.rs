@@ -223,14 +223,25 @@ impl Cluster {
     /// Stop the server like an operator would (`pg_ctl stop -m fast`):
     /// sessions are terminated, everything committed is written out.
     pub fn stop_fast(&self) {
+        self.stop("fast");
+    }
+
+    /// Stop the server like a crash would (`pg_ctl stop -m immediate`: every
+    /// server process quits at once, no checkpoint; the next start replays
+    /// the WAL).
+    pub fn stop_immediate(&self) {
+        self.stop("immediate");
+    }
+
+    fn stop(&self, mode: &str) {
         let mut cmd = self.cmd("pg_ctl");
         cmd.arg("-D")
             .arg(self.dir.join("data"))
-            .args(["-w", "-m", "fast", "stop"]);
+            .args(["-w", "-m", mode, "stop"]);
         run(&mut cmd, "pg_ctl stop", &self.dir.join("pg_ctl.out")).expect("stop the cluster");
     }
 
-    /// Start the server again after [`Cluster::stop_fast`], on the same port.
+    /// Start the server again after a stop, on the same port.
     pub fn restart(&self) {
         self.start_server().expect("restart the cluster");
     }
