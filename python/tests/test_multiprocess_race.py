@@ -16,8 +16,8 @@ from leasehold import SqliteTaskSagaStore, Store
 
 import race_worker
 
-PROCESSES = 6
-ROUNDS = 20
+PROCESSES = 8
+ROUNDS = 40
 
 
 def _spawn() -> mp.context.SpawnContext:

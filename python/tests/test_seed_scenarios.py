@@ -142,7 +142,7 @@ def test_s04_threads_race_to_acquire_exactly_one_winner(harness: Harness) -> Non
     import threading
 
     store = harness.open()
-    rounds, workers = 20, 16
+    rounds, workers = 50, 32
     for r in range(rounds):
         task_id = f"task-race-{r}"
         create(store, task_id)
