@@ -506,3 +506,32 @@ fn concurrent_puts_inserting_one_task_all_succeed_and_insert_once() {
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].kind.as_str(), "imported");
 }
+
+#[test]
+fn too_many_connections_is_unavailable_and_permission_denied_is_internal() {
+    let Some(cl) = cluster() else { return };
+    let schema_name = testing::unique_schema("roles");
+    cl.store(&schema_name);
+    let role = format!("r_{schema_name}");
+    let mut c = cl.client();
+    // A plain role (superusers ignore connection limits) with one connection.
+    c.batch_execute(&format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"))
+        .unwrap();
+    let url = format!(
+        "postgres://{role}@127.0.0.1:{}/postgres?schema={schema_name}",
+        cl.port()
+    );
+    // No rights on the schema: the migration check is refused.
+    let e = PgStore::connect(&url).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Internal, "{e}");
+    assert!(e.message().contains("permission denied"), "{e}");
+    // Its only connection taken, the next one is refused by the server.
+    let _held = postgres::Client::connect(
+        &format!("postgres://{role}@127.0.0.1:{}/postgres", cl.port()),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let e = PgStore::connect(&url).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+    assert!(e.message().contains("too many connections"), "{e}");
+}
