@@ -236,3 +236,54 @@ fn test_server_serves_with_tokens_and_stops_on_drop() {
     );
     assert!(store.get("t1").unwrap().is_some());
 }
+
+#[test]
+fn workers_racing_over_http_for_one_task_have_exactly_one_winner() {
+    const WORKERS: usize = 12;
+    const ROUNDS: usize = 10;
+    let store = Arc::new(MemoryStore::new());
+    let server = TestServer::start(store.clone(), false);
+    let addr: SocketAddr = server.url().trim_start_matches("http://").parse().unwrap();
+    let tokens: Vec<String> = (0..WORKERS)
+        .map(|i| server.add_token(&format!("w{i}"), Role::Worker))
+        .collect();
+    let op = server.operator_token();
+    for round in 0..ROUNDS {
+        let id = format!("race-{round}");
+        let (status, body) = http(
+            addr,
+            "POST",
+            "/v1/tasks",
+            Some(&op),
+            &format!(r#"{{"task_id": "{id}", "saga_id": "{id}"}}"#),
+        );
+        assert_eq!(status, 201, "{body}");
+        let barrier = Arc::new(std::sync::Barrier::new(WORKERS));
+        let handles: Vec<_> = tokens
+            .iter()
+            .cloned()
+            .map(|token| {
+                let barrier = barrier.clone();
+                let path = format!("/v1/tasks/{id}/lease");
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    http(addr, "POST", &path, Some(&token), r#"{"ttl_ms": 60000}"#)
+                })
+            })
+            .collect();
+        let results: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners = results.iter().filter(|(s, _)| *s == 200).count();
+        let conflicts = results
+            .iter()
+            .filter(|(s, b)| *s == 409 && b.contains("lease_conflict"))
+            .count();
+        assert_eq!(
+            (winners, conflicts),
+            (1, WORKERS - 1),
+            "round {round}: {results:?}"
+        );
+        let task = store.get(&id).unwrap().unwrap();
+        assert_eq!(task.lease_token, 1);
+        assert_eq!(task.attempts, 1);
+    }
+}
