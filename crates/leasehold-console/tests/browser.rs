@@ -376,6 +376,11 @@ fn browser_operator_quarantines_through_the_form_and_reader_cannot_act() {
     b.goto(&format!("{}/task?id=pay-003", live.url));
     assert!(!b.text(&b.find("#notes")).contains("paged the on-call"));
     b.execute("window.__marker = 'same page';");
+    // Hide the tab: ticks keep coming but do not refresh.
+    b.execute(
+        "Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+         document.dispatchEvent(new Event('visibilitychange'));",
+    );
     store
         .annotate(
             "pay-003",
@@ -384,6 +389,25 @@ fn browser_operator_quarantines_through_the_form_and_reader_cannot_act() {
             &c("10:00:00", "carol-ops"),
         )
         .unwrap();
+    b.wait_until("two refresh ticks while hidden", |b| {
+        b.execute("return Number(document.getElementById('live').dataset.skipped || 0);")
+            .as_u64()
+            .is_some_and(|n| n >= 2)
+    });
+    let notes = b.execute("return document.querySelector('#notes').textContent;");
+    assert!(
+        !notes.as_str().unwrap_or("").contains("paged the on-call"),
+        "no refresh while the tab is hidden"
+    );
+    assert_eq!(
+        b.execute("return document.getElementById('live').textContent;"),
+        serde_json::json!("paused (tab hidden)")
+    );
+    // Visible again: it refreshes at once.
+    b.execute(
+        "Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+         document.dispatchEvent(new Event('visibilitychange'));",
+    );
     b.wait_until("the live refresh to show the new note", |b| {
         // One script call reads the swapped-in DOM atomically.
         b.execute("return document.querySelector('#notes').textContent;")

@@ -35,8 +35,16 @@
     var el = document.getElementById("live");
     if (el) { el.textContent = text; el.classList.toggle("paused", paused); }
   }
+  var skipped = 0;
   function refresh() {
-    if (document.hidden) { setLive("paused (tab hidden)", true); return; }
+    if (document.hidden) {
+      // Counted on the badge so a test can see that ticks ran and held off.
+      skipped += 1;
+      var el = document.getElementById("live");
+      if (el) { el.dataset.skipped = String(skipped); }
+      setLive("paused (tab hidden)", true);
+      return;
+    }
     if (busy || editing()) { setLive("paused (editing)", true); return; }
     busy = true;
     fetch(location.href, { credentials: "same-origin", headers: { "X-Console-Refresh": "1" } })
