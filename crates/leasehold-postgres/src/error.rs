@@ -121,7 +121,10 @@ pub(crate) fn to_error(e: &postgres::Error, what: &str) -> Error {
 /// (the driver does not echo it).
 pub(crate) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {detail} (SQLSTATE {})", db.message(), db.code().code()),
+            None => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        },
         None => {
             let mut text = e.to_string();
             let mut source = std::error::Error::source(e);

@@ -313,7 +313,12 @@ impl Inner {
         if rows == 0 && entries == 0 {
             return Ok(());
         }
-        let row = tx.query(&self.q.write_batch, &batch.params())?;
+        let row = match tx.query(&self.q.write_batch, &batch.params()) {
+            Ok(row) => row,
+            // Only `put` can change a unique column (the saga id) of a row.
+            Err(e) if items.len() == 1 => return Err(unique_to_exists(e, &items[0].2.task)),
+            Err(e) => return Err(Fail::Pg(e)),
+        };
         let (updated, inserted): (i64, i64) = (row[0].get(0), row[0].get(1));
         if updated as usize != rows {
             return Err(Fail::Again("a task changed between read and write"));

@@ -535,3 +535,37 @@ fn too_many_connections_is_unavailable_and_permission_denied_is_internal() {
     assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
     assert!(e.message().contains("too many connections"), "{e}");
 }
+
+#[test]
+fn racing_puts_taking_one_saga_id_one_wins_the_other_already_exists() {
+    let Some(cl) = cluster() else { return };
+    let store = cl.fresh_store();
+    for round in 0..20 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        let ta = store.create(new_task(&a), &ctx(0)).unwrap();
+        let tb = store.create(new_task(&b), &ctx(0)).unwrap();
+        let wanted = format!("wanted-{round}");
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = [ta, tb]
+            .into_iter()
+            .map(|mut t| {
+                let s = cl.store(store.schema());
+                let barrier = barrier.clone();
+                t.saga_id = wanted.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    s.put(t, None, &ctx(1))
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        let e = results.into_iter().find_map(|r| r.err()).unwrap();
+        assert_eq!(e.code(), ErrorCode::AlreadyExists, "{e}");
+        assert!(e.message().contains(&wanted), "{e}");
+    }
+}
