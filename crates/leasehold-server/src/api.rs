@@ -27,6 +27,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RawTaskId, TaskId, TaskIdIndex};
+use crate::schema::{HistoryEntryDoc, PageDoc, TaskDoc};
 use crate::AppState;
 
 /// Shortest lease a caller may ask for, in milliseconds.
@@ -37,11 +38,6 @@ pub const TTL_MS_MAX: u64 = 86_400_000;
 type ApiResult<T> = Result<T, ApiError>;
 
 // ---------------------------------------------------------------- wire types
-
-/// A task saga, exactly as the SPEC's field table (documentation schema).
-#[derive(Debug, Clone, ToSchema)]
-#[schema(value_type = Object)]
-pub struct TaskDoc(#[allow(dead_code)] serde_json::Value);
 
 /// A compensation as given by a caller.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -237,21 +233,6 @@ pub struct ReclaimBody {
     /// Attempts after which a stale task is quarantined (default: the server's `--max-attempts`).
     #[serde(default)]
     pub max_attempts: Option<u32>,
-}
-
-/// `GET /v1/tasks` answer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PageDoc {
-    /// Tasks in creation order.
-    pub tasks: Vec<TaskDoc>,
-    /// Pass back as `cursor`; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl Serialize for TaskDoc {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
 }
 
 /// `/healthz` and `/readyz` answer.
@@ -866,7 +847,7 @@ pub async fn record_compensation(
 /// Every change to a task, oldest first.
 #[utoipa::path(get, path = "/v1/tasks/{id}/history", tag = "audit",
     params(("id" = String, Path, description = "task id")),
-    responses((status = 200, description = "history entries", body = Vec<Object>),
+    responses((status = 200, description = "history entries", body = Vec<HistoryEntryDoc>),
               (status = 404, description = "not_found", body = Problem)),
     security(("bearer" = [])))]
 pub async fn history(

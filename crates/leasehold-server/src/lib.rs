@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod reaper;
+pub mod schema;
 pub mod testing;
 pub mod tokens;
 

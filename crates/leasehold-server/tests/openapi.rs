@@ -58,3 +58,37 @@ async fn router_and_openapi_document_agree() {
     }
     assert_eq!(probed, paths.len() * all.len());
 }
+
+#[tokio::test]
+async fn documented_schemas_name_exactly_the_fields_the_core_serialises() {
+    use leasehold_core::Store;
+    let app = App::new();
+    app.seed_leased("own", "w1");
+    app.store
+        .annotate("own", "op", "a note", &app.ctx())
+        .unwrap();
+    let task = serde_json::to_value(app.store.require("own").unwrap()).unwrap();
+    let entry = serde_json::to_value(&app.store.history("own").unwrap()[0]).unwrap();
+    let doc = app.call("GET", "/openapi.json", None, None).await.json;
+    let schemas = &doc["components"]["schemas"];
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    for (name, real) in [
+        ("Task", &task),
+        ("Compensation", &task["compensations"][0]),
+        ("Note", &task["notes"][0]),
+        ("HistoryEntry", &entry),
+    ] {
+        let documented = &schemas[name]["properties"];
+        assert!(documented.is_object(), "schema {name} missing: {}", schemas);
+        assert_eq!(
+            keys(documented),
+            keys(real),
+            "schema {name} drifted from the core type"
+        );
+    }
+    assert!(schemas["Problem"]["properties"]["code"].is_object());
+}
