@@ -431,7 +431,7 @@ fn lease_box(t: &Task, now: Timestamp) -> Markup {
     }
 }
 
-fn action_forms(t: &Task, viewer: &Viewer, now: Timestamp) -> Markup {
+fn action_forms(t: &Task, viewer: &Viewer, now: Timestamp, max_attempts: u32) -> Markup {
     let csrf = viewer.csrf.as_str();
     let id = t.task_id.as_str();
     let live = !t.state.is_terminal();
@@ -493,7 +493,13 @@ fn action_forms(t: &Task, viewer: &Viewer, now: Timestamp) -> Markup {
                         h3 { "Reclaim now" }
                         input type="hidden" name="csrf" value=(csrf);
                         input type="hidden" name="task_id" value=(id);
-                        p.muted { "Back to dispatched, or quarantined at " (t.attempts) " of " "max attempts." }
+                        p.muted {
+                            @if t.attempts >= max_attempts {
+                                "Attempt " (t.attempts) " of at most " (max_attempts) ": it will be quarantined."
+                            } @else {
+                                "Attempt " (t.attempts) " of at most " (max_attempts) ": it goes back to dispatched."
+                            }
+                        }
                         button type="submit" { "Reclaim" }
                     }
                 }
@@ -630,7 +636,7 @@ pub(crate) async fn task_detail(
                         }
                     }
                 }
-                @if viewer.can_act() { (action_forms(&t, &viewer, now)) }
+                @if viewer.can_act() { (action_forms(&t, &viewer, now, state.max_attempts)) }
                 section #notes {
                     h2 { "Notes (" (t.notes.len()) ")" }
                     ul {
