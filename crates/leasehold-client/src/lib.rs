@@ -43,8 +43,10 @@
 //! - **`list_in_flight`** has no route: it pages through `list` filtered to
 //!   the non-terminal states. Each page is consistent, the whole is not a
 //!   snapshot: a task changing state between pages may be missed or included.
-//! - **`apply(Command::Reclaim)`** (reclaiming one named task) has no route:
-//!   `invalid_input`. `reclaim` (every stale task) works.
+//! - **`apply(Command::Reclaim)`** (reclaiming one named task) goes to
+//!   `POST /v1/tasks/{id}/reclaim`; a server without that route answers
+//!   `invalid_input` through the client. `reclaim` (every stale task) works
+//!   everywhere.
 //! - **`get` of a missing task** is a 404 problem on the wire and `Ok(None)`
 //!   here, as in the library.
 //!

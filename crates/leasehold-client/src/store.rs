@@ -205,13 +205,6 @@ impl Store for HttpStore {
                 detail,
             } => wire::record_compensation(task_id, *index, *status, detail.as_deref()),
             Command::Reclaim { max_attempts } => {
-                // Most per-task reclaims are refusals (the task is not
-                // stale); the model's verdict on a fresh read answers those
-                // exactly without needing a route. An accepted one is sent.
-                let task = self
-                    .get(task_id)?
-                    .ok_or_else(|| Error::task_not_found(task_id))?;
-                machine::apply(&task, &cmd, ctx)?;
                 let call = wire::reclaim_one(task_id, *max_attempts);
                 return match self.call::<Task>(call, Some(ctx)) {
                     Err(Error::NotFound(m)) if m.starts_with("no route") => {

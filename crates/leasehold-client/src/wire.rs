@@ -310,8 +310,9 @@ pub(crate) fn claim(req: &ClaimRequest, ttl_ms: u64) -> Call {
     claim_until(req, Until::TtlMs(ttl_ms))
 }
 
-/// Reclaim one named stale task. Not in the original route list: servers
-/// without it answer a `no route` 404 (see `HttpStore::apply`).
+/// Reclaim one named stale task (`POST /v1/tasks/{id}/reclaim`, added after
+/// the first route list: older servers answer a `no route` 404, see
+/// `HttpStore::apply`).
 pub(crate) fn reclaim_one(task_id: &str, max_attempts: u32) -> Call {
     Call::task(Method::Post, task_id, &["reclaim"]).body(json!({"max_attempts": max_attempts}))
 }
