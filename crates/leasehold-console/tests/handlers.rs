@@ -451,7 +451,11 @@ async fn every_operator_action_records_the_operator() {
     let r = act("release", vec![("task_id", "rel"), ("reason", "again")]).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
 
-    // Reclaim now, on a stale task.
+    // Reclaim now, on a stale task: the page says what it will do.
+    let page = get(&e.app, "/task?id=stale", Some(&cookie)).await;
+    assert!(page
+        .body
+        .contains("Attempt 1 of at most 3: it goes back to dispatched."));
     let r = act("reclaim", vec![("task_id", "stale")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let last = e.store.history("stale").unwrap().pop().unwrap();
