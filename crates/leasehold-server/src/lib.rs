@@ -231,6 +231,13 @@ pub fn router(mut state: AppState) -> axum::Router {
                     .headers()
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
+                    .filter(|id| {
+                        // A client-chosen id is logged only if short and plain.
+                        id.len() <= 64
+                            && id
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                    })
                     .unwrap_or("-");
                 tracing::info_span!(
                     "request",
