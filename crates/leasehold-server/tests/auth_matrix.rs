@@ -379,3 +379,42 @@ async fn revoked_tokens_stop_working() {
     // The secret never appears in an answer.
     assert!(!r.text.contains("lh_revoked"));
 }
+
+#[tokio::test]
+async fn a_token_revoked_in_the_file_is_refused_by_the_running_server() {
+    use leasehold_server::tokens;
+    let dir = std::env::temp_dir().join(format!("lh-server-tokens-{}", tokens::generate_secret()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens.json");
+    let w = tokens::create_token(&path, "w1", leasehold_server::Role::Worker).unwrap();
+    let r = tokens::create_token(&path, "r1", leasehold_server::Role::Reader).unwrap();
+    let store = std::sync::Arc::new(leasehold_core::memory::MemoryStore::new());
+    let state = leasehold_server::AppState::new(
+        store,
+        std::sync::Arc::new(leasehold_server::SystemClock),
+        std::sync::Arc::new(leasehold_server::TokenStore::from_file(&path).unwrap()),
+    );
+    let app = leasehold_server::router(state);
+    let call = |secret: String| {
+        let app = app.clone();
+        async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::builder()
+                .uri("/v1/counts")
+                .header("authorization", format!("Bearer {secret}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(call(w.secret.clone()).await, 200);
+    assert_eq!(call(r.secret.clone()).await, 200);
+    tokens::revoke_token(&path, "w1").unwrap();
+    assert_eq!(call(w.secret.clone()).await, 401, "revoked without restart");
+    assert_eq!(call(r.secret.clone()).await, 200, "others unaffected");
+    // A corrupted file keeps the last good set instead of opening or closing the server.
+    std::fs::write(&path, "{ not json").unwrap();
+    assert_eq!(call(r.secret.clone()).await, 200);
+    assert_eq!(call(w.secret).await, 401);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
