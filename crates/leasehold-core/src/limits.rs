@@ -26,3 +26,5 @@ pub const CLAIM_QUEUES_MAX: usize = 64;
 pub const RECLAIM_MAX_ATTEMPTS_DEFAULT: u32 = 5;
 /// Most stale tasks one `reclaim` call handles; callers loop for more.
 pub const RECLAIM_BATCH_MAX: u32 = 10_000;
+/// Most items one batch call (`apply_many`, `heartbeat_many`, `complete_many`) may carry.
+pub const BATCH_ITEMS_MAX: usize = 1000;

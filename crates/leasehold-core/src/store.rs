@@ -18,7 +18,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::limits::{CLAIM_LIMIT_MAX, CLAIM_QUEUES_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
+use crate::limits::{
+    BATCH_ITEMS_MAX, CLAIM_LIMIT_MAX, CLAIM_QUEUES_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX,
+};
 use crate::machine::{Command, Context};
 use crate::model::*;
 use crate::time::Timestamp;
@@ -106,6 +108,25 @@ impl ClaimRequest {
         queues.dedup();
         Ok((queues, expires))
     }
+}
+
+/// One item of a batch call ([`Store::apply_many`]): a command for one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItem {
+    /// The task the command is for.
+    pub task_id: String,
+    /// What to do to it.
+    pub command: Command,
+}
+
+/// Refuse a batch of more than [`BATCH_ITEMS_MAX`] items (an empty batch is fine).
+pub fn check_batch_len(n: usize) -> Result<()> {
+    if n > BATCH_ITEMS_MAX {
+        return Err(Error::InvalidInput(format!(
+            "a batch may carry at most {BATCH_ITEMS_MAX} items, got {n}"
+        )));
+    }
+    Ok(())
 }
 
 /// Validate a list limit (0 or absent means the default) and return it.
@@ -321,6 +342,65 @@ pub trait Store: Send + Sync {
         )
     }
 
+    /// Apply several commands, each to its own task and each judged on its
+    /// own: one answer per item, in order, exactly as if [`Store::apply`] had
+    /// been called for each item in turn. A rejected item (wrong fence,
+    /// terminal, not found, …) changes nothing and does not affect the
+    /// others. The outer error is only for the batch itself (more than
+    /// [`BATCH_ITEMS_MAX`] items: nothing applied) or a store failure.
+    ///
+    /// This default calls `apply` per item; backends override it to write
+    /// the whole batch in one transaction (one fsync) — SQLite does.
+    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+        check_batch_len(items.len())?;
+        Ok(items
+            .into_iter()
+            .map(|i| self.apply(&i.task_id, i.command, ctx))
+            .collect())
+    }
+
+    /// Extend many leases to `expires_at` in one call (a fleet worker's
+    /// periodic heartbeat), each fenced by its own `(task_id, fence)`.
+    fn heartbeat_many(
+        &self,
+        leases: &[(String, Fence)],
+        expires_at: Timestamp,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Task>>> {
+        let items = leases
+            .iter()
+            .map(|(id, fence)| BatchItem {
+                task_id: id.clone(),
+                command: Command::Heartbeat {
+                    fence: fence.clone(),
+                    expires_at,
+                },
+            })
+            .collect();
+        self.apply_many(items, ctx)
+    }
+
+    /// Complete many leased tasks in one call, each fenced by its own
+    /// `(task_id, fence)`.
+    fn complete_many(
+        &self,
+        leases: &[(String, Fence)],
+        reason: Option<&str>,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Task>>> {
+        let items = leases
+            .iter()
+            .map(|(id, fence)| BatchItem {
+                task_id: id.clone(),
+                command: Command::Complete {
+                    reason: reason.map(str::to_string),
+                    fence: Some(fence.clone()),
+                },
+            })
+            .collect();
+        self.apply_many(items, ctx)
+    }
+
     /// Set a compensation's outcome.
     fn record_compensation(
         &self,
@@ -368,6 +448,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
         (**self).apply(task_id, cmd, ctx)
+    }
+    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+        (**self).apply_many(items, ctx)
     }
     fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
         (**self).claim(req, ctx)

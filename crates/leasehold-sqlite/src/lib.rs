@@ -22,9 +22,19 @@
 //! about. On top of that lock, the `UPDATE` is conditional (`WHERE seq = ? AND
 //! version = ?`) and must change exactly one row, so even a broken lock could
 //! not turn into last-writer-wins: it would surface as an `internal` error.
-//! Within one process the mutex queues writers in memory instead of making
-//! them spin on the file lock, and it is the natural place to add group commit
-//! later (batch several callers' transitions into one transaction and fsync).
+//! Within one process, writers queue in memory instead of spinning on the
+//! file lock.
+//!
+//! **Group commit.** Concurrent writes on one handle share transactions:
+//! one caller (the leader) runs every queued operation in one `BEGIN
+//! IMMEDIATE` transaction, each inside its own `SAVEPOINT`, commits once and
+//! only then answers each caller with its own result. A rejected operation
+//! rolls back to its savepoint and does not affect the others; a failed
+//! commit fails them all (none was written). With `synchronous=FULL` the
+//! fsync is shared by the whole batch, so the durability guarantee stays
+//! while its cost is divided (see the `group` module). Batch calls
+//! ([`Store::apply_many`], `heartbeat_many`, `complete_many`) enter the queue
+//! as one operation per item.
 //! Across handles and processes, waiters poll the lock with a short jittered
 //! busy handler instead of SQLite's default 100 ms backoff, which let waiters
 //! starve past the timeout under contention (see the `busy` module).
@@ -58,9 +68,13 @@
 //!   O(k log k) in the number of stale tasks, which the reaper keeps small.)
 //! - `task_id` and `saga_id` are UNIQUE (their automatic indexes serve `get`
 //!   and the uniqueness checks).
-//! - `tasks_state (state)`: `counts()` is a GROUP BY over this index, O(n) in
-//!   the number of tasks. Good enough for now; a counter table maintained in
-//!   the write transaction would make it O(1) if dashboards poll it hard.
+//! - `task_counts (state, queue) → n` (migration 2), maintained by triggers
+//!   in the same transaction as every write: `counts()` reads states × queues
+//!   rows, independent of the number of tasks.
+//! - `tasks_state (state)`, `tasks_queue (queue)`, `tasks_owner
+//!   (lease_owner)` and `tasks_stale`: the filters of `list`, each already in
+//!   creation order within one value, so a page reads about `limit` rows per
+//!   state asked for (see `queries::list_query`).
 //! - `history_task (task_seq, id)`: one task's history in order.
 //!
 //! A unit test (`queries::tests`) asserts with `EXPLAIN QUERY PLAN` that these
@@ -84,26 +98,28 @@
 
 mod busy;
 mod errors;
+mod group;
 pub mod migrations;
 mod queries;
 mod row;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use leasehold_core::limits::RECLAIM_BATCH_MAX;
 use leasehold_core::machine::{self, Command, Context, Transition};
 use leasehold_core::memory::check_max_attempts;
 use leasehold_core::store::{
-    decode_cursor, empty_counts, encode_cursor, list_limit, ClaimRequest, Counts, ListFilter, Page,
-    Store,
+    check_batch_len, decode_cursor, empty_counts, encode_cursor, list_limit, BatchItem,
+    ClaimRequest, Counts, ListFilter, Page, Store,
 };
 use leasehold_core::{Error, HistoryEntry, NewTask, Result, Task, TaskState, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::errors::{map, sql, write_task};
+pub use crate::group::{GroupStats, GROUP_COMMIT_BATCH_MAX};
 use crate::queries as q;
 use crate::row::{history_values, task_values, RawHistory, RawTask};
 
@@ -142,8 +158,9 @@ pub struct SqliteOptions {
 /// milliseconds, so only a stuck or enormous writer makes callers wait this long.
 pub const BUSY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
-/// Most idle read connections a store keeps for reuse.
-pub const READ_CONNECTIONS_IDLE_MAX: usize = 4;
+/// Most idle read connections a store keeps for reuse. Each one costs
+/// SQLite's page cache (at most 2 MiB) only once it has read that much.
+pub const READ_CONNECTIONS_IDLE_MAX: usize = 8;
 
 impl Default for SqliteOptions {
     fn default() -> Self {
@@ -161,8 +178,10 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     path: PathBuf,
     opts: SqliteOptions,
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
+    group: group::Group,
+    group_stats: Mutex<GroupStats>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -237,8 +256,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             opts,
-            writer: Mutex::new(writer),
+            writer: Arc::new(Mutex::new(writer)),
             readers: Mutex::new(vec![reader]),
+            group: group::Group::default(),
+            group_stats: Mutex::new(GroupStats::default()),
         })
     }
 
@@ -295,17 +316,47 @@ impl SqliteStore {
         out
     }
 
-    /// Run `f` in a `BEGIN IMMEDIATE` transaction on the writer connection and
-    /// commit it if `f` succeeds; on error nothing is written.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        busy::set_timeout(self.opts.busy_timeout);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql("begin a write transaction"))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(sql("commit"))?;
-        Ok(out)
+    /// How much group commit has batched on this handle so far.
+    pub fn group_stats(&self) -> GroupStats {
+        *lock(&self.group_stats)
+    }
+
+    /// Run `f` as one operation of a group-commit transaction (`BEGIN
+    /// IMMEDIATE` on the writer connection, its own savepoint) and return its
+    /// answer once the transaction has committed. On error nothing of `f` is
+    /// written; other operations of the batch are unaffected (see [`group`]).
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write_many(vec![f]).pop().unwrap_or_else(|| {
+            Err(Error::Internal(
+                "group commit returned no answer for a write".into(),
+            ))
+        })
+    }
+
+    /// Run each of `fs` as its own operation (own savepoint, own answer) in
+    /// group-commit transactions; answers in order.
+    fn write_many<T: Send + 'static, F>(&self, fs: Vec<F>) -> Vec<Result<T>>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let ops: Vec<group::Op> = fs
+            .into_iter()
+            .map(|f| -> group::Op {
+                Box::new(move |tx| f(tx).map(|t| Box::new(t) as group::Output))
+            })
+            .collect();
+        self.group
+            .submit(&self.writer, &self.group_stats, self.opts.busy_timeout, ops)
+            .into_iter()
+            .map(|out| {
+                out?.downcast::<T>().map(|b| *b).map_err(|_| {
+                    Error::Internal("group commit returned an answer of the wrong type".into())
+                })
+            })
+            .collect()
     }
 }
 
@@ -395,6 +446,13 @@ fn commit(tx: &Connection, seq: u64, old_version: u64, t: Transition) -> Result<
     Ok(t.task)
 }
 
+/// Apply `cmd` to the task `task_id` inside `tx`; `not_found` if it does not exist.
+fn apply_id(tx: &Connection, task_id: &str, cmd: &Command, ctx: &Context) -> Result<Task> {
+    let (seq, task) = load(tx, task_id)?.ok_or_else(|| Error::task_not_found(task_id))?;
+    let t = machine::apply(&task, cmd, ctx)?;
+    commit(tx, seq, task.version, t)
+}
+
 /// Apply `cmd` to the task stored as `seq` inside `tx`.
 fn apply_seq(tx: &Connection, seq: u64, cmd: &Command, ctx: &Context) -> Result<Task> {
     let (seq, task) = load_seq(tx, seq)?;
@@ -445,7 +503,7 @@ fn saga_owner(tx: &Connection, saga_id: &str) -> Result<Option<String>> {
 impl Store for SqliteStore {
     fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
         let t = machine::create(new, ctx)?;
-        self.write(|tx| {
+        self.write(move |tx| {
             if load(tx, &t.task.task_id)?.is_some() {
                 return Err(Error::AlreadyExists(format!(
                     "task {:?} already exists",
@@ -463,9 +521,15 @@ impl Store for SqliteStore {
     }
 
     fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
-        self.write(|tx| {
+        let ctx = ctx.clone();
+        self.write(move |tx| {
             let stored = load(tx, &task.task_id)?;
-            let t = machine::put(stored.as_ref().map(|(_, t)| t), task, expected_version, ctx)?;
+            let t = machine::put(
+                stored.as_ref().map(|(_, t)| t),
+                task,
+                expected_version,
+                &ctx,
+            )?;
             if let Some(other) = saga_owner(tx, &t.task.saga_id)? {
                 if other != t.task.task_id {
                     return Err(Error::AlreadyExists(format!(
@@ -482,17 +546,30 @@ impl Store for SqliteStore {
     }
 
     fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-        self.write(|tx| {
-            let (seq, task) = load(tx, task_id)?.ok_or_else(|| Error::task_not_found(task_id))?;
-            let t = machine::apply(&task, &cmd, ctx)?;
-            commit(tx, seq, task.version, t)
-        })
+        let (task_id, ctx) = (task_id.to_string(), ctx.clone());
+        self.write(move |tx| apply_id(tx, &task_id, &cmd, &ctx))
+    }
+
+    /// Every item is its own operation of the group commit: its own
+    /// savepoint and answer, so a rejected item does not affect the others,
+    /// while the whole batch usually shares one transaction and one fsync.
+    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+        check_batch_len(items.len())?;
+        let fs: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let ctx = ctx.clone();
+                move |tx: &Connection| apply_id(tx, &item.task_id, &item.command, &ctx)
+            })
+            .collect();
+        Ok(self.write_many(fs))
     }
 
     fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
         let (queues, expires_at) = req.check(ctx.at)?;
         let limit = i64::from(req.limit);
-        self.write(|tx| {
+        let (owner, ctx, n) = (req.owner.clone(), ctx.clone(), req.limit as usize);
+        self.write(move |tx| {
             let mut best: Vec<(i32, u64)> = Vec::new();
             for q in &queues {
                 best.extend(candidates(
@@ -505,24 +582,22 @@ impl Store for SqliteStore {
             params.extend(queues.iter().map(|q| Value::Text(q.clone())));
             best.extend(candidates(tx, &q::claim_expired(queues.len()), &params)?);
             best.sort_by_key(|(p, s)| (std::cmp::Reverse(*p), *s));
-            best.truncate(req.limit as usize);
-            let cmd = Command::Acquire {
-                owner: req.owner.clone(),
-                expires_at,
-            };
+            best.truncate(n);
+            let cmd = Command::Acquire { owner, expires_at };
             best.into_iter()
-                .map(|(_, seq)| apply_seq(tx, seq, &cmd, ctx))
+                .map(|(_, seq)| apply_seq(tx, seq, &cmd, &ctx))
                 .collect()
         })
     }
 
     fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
         check_max_attempts(max_attempts)?;
-        self.write(|tx| {
+        let ctx = ctx.clone();
+        self.write(move |tx| {
             let seqs = stale_seqs(tx, ctx.at, i64::from(RECLAIM_BATCH_MAX))?;
             let cmd = Command::Reclaim { max_attempts };
             seqs.into_iter()
-                .map(|seq| apply_seq(tx, seq, &cmd, ctx))
+                .map(|seq| apply_seq(tx, seq, &cmd, &ctx))
                 .collect()
         })
     }
@@ -541,45 +616,7 @@ impl Store for SqliteStore {
                 next_cursor: None,
             });
         };
-        let mut conds = vec!["seq > ?1".to_string()];
-        let mut params = vec![Value::Integer(after)];
-        fn next(v: Value, params: &mut Vec<Value>) -> String {
-            params.push(v);
-            format!("?{}", params.len())
-        }
-        if !filter.states.is_empty() {
-            let ps: Vec<String> = filter
-                .states
-                .iter()
-                .map(|s| next(Value::Text(s.as_str().to_string()), &mut params))
-                .collect();
-            conds.push(format!("state IN ({})", ps.join(", ")));
-        }
-        if let Some(q) = &filter.queue {
-            conds.push(format!(
-                "queue = {}",
-                next(Value::Text(q.clone()), &mut params)
-            ));
-        }
-        if let Some(o) = &filter.owner {
-            conds.push(format!(
-                "lease_owner = {}",
-                next(Value::Text(o.clone()), &mut params)
-            ));
-        }
-        if let Some(now) = filter.stale_at {
-            conds.push(format!(
-                "{} AND lease_expires_at <= {}",
-                q::IN_FLIGHT,
-                next(Value::Integer(now.as_micros()), &mut params)
-            ));
-        }
-        let lim = next(Value::Integer(limit as i64 + 1), &mut params);
-        let sql_text = format!(
-            "{} WHERE {} ORDER BY seq LIMIT {lim}",
-            q::LIST_PREFIX,
-            conds.join(" AND ")
-        );
+        let (sql_text, params) = q::list_query(filter, after, limit as i64 + 1);
         let mut rows = self.read(|tx| query_tasks(tx, &sql_text, &params))?;
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);

@@ -79,8 +79,56 @@ CREATE TABLE history (
 CREATE INDEX history_task ON history (task_seq, id);
 "#;
 
+/// Migration 2: cheap counts and indexed filtered lists at millions of tasks.
+///
+/// - `task_counts (state, queue) → n`, kept exact by triggers on `tasks`, so
+///   every write path (create, put, import, claim, reclaim, …) updates it in
+///   the same transaction as the row. `counts()` sums at most
+///   states × queues rows instead of reading an index of every task. The
+///   update trigger only does work when `state` or `queue` really changes
+///   (a heartbeat pays one trigger check, no write).
+/// - `tasks_queue (queue)` and `tasks_owner (lease_owner)` (the latter only
+///   for leased rows): the `queue` and `owner` filters of `list`. Like every
+///   SQLite index they end in the rowid, so they are already in creation
+///   order (`seq`) within one value and serve `ORDER BY seq LIMIT n` after a
+///   cursor without sorting. The state filter uses `tasks_state` the same way.
+pub const V2_COUNTS_AND_FILTERS: &str = r#"
+CREATE TABLE task_counts (
+    state TEXT    NOT NULL,
+    queue TEXT    NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (state, queue)
+) WITHOUT ROWID;
+
+INSERT INTO task_counts (state, queue, n)
+    SELECT state, queue, COUNT(*) FROM tasks GROUP BY state, queue;
+
+CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks
+BEGIN
+    INSERT OR IGNORE INTO task_counts (state, queue, n) VALUES (NEW.state, NEW.queue, 0);
+    UPDATE task_counts SET n = n + 1 WHERE state = NEW.state AND queue = NEW.queue;
+END;
+
+CREATE TRIGGER task_counts_update AFTER UPDATE OF state, queue ON tasks
+    WHEN OLD.state IS NOT NEW.state OR OLD.queue IS NOT NEW.queue
+BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE state = OLD.state AND queue = OLD.queue;
+    INSERT OR IGNORE INTO task_counts (state, queue, n) VALUES (NEW.state, NEW.queue, 0);
+    UPDATE task_counts SET n = n + 1 WHERE state = NEW.state AND queue = NEW.queue;
+END;
+
+CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks
+BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE state = OLD.state AND queue = OLD.queue;
+END;
+
+CREATE INDEX tasks_queue ON tasks (queue);
+
+CREATE INDEX tasks_owner ON tasks (lease_owner) WHERE lease_owner IS NOT NULL;
+"#;
+
 /// Every migration, oldest first. The schema version is the number applied.
-pub const MIGRATIONS: &[&str] = &[V1_INITIAL];
+pub const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_COUNTS_AND_FILTERS];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
