@@ -41,6 +41,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "LEASEHOLD_ACTOR", value_name = "ACTOR")]
     pub actor: Option<String>,
 
+    /// Run task commands against a Leasehold server at this URL (e.g.
+    /// http://127.0.0.1:7878) instead of a local store; `--db` is then unused.
+    #[arg(long, global = true, env = "LEASEHOLD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Bearer token for `--server`. (Not `--token`: that is a lease's fencing
+    /// token on `heartbeat`, `release`, …)
+    #[arg(long = "server-token", global = true, env = "LEASEHOLD_TOKEN", value_name = "SECRET", hide_env_values = true)]
+    pub server_token: Option<String>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,

@@ -26,5 +26,12 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
             let store = leasehold_postgres::PgStore::connect(url)?;
             Ok(Arc::new(store))
         }
+        Backend::Server { url, token } => {
+            // The server's clock decides expiry: `--ttl` travels as a TTL
+            // from `--at` (see leasehold_client's docs); never log the token.
+            tracing::debug!(url = %url, "using a Leasehold server");
+            let store = leasehold_client::HttpStore::new(url, &token.0)?;
+            Ok(Arc::new(store))
+        }
     }
 }

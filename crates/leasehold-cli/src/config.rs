@@ -24,6 +24,24 @@ pub enum Backend {
     /// A PostgreSQL database: a `postgres://` or `postgresql://` URL
     /// (optionally `?schema=NAME`). May hold a password: never log it.
     Postgres(String),
+    /// A Leasehold server (`--server URL`, `--server-token`), through
+    /// `leasehold_client::HttpStore`.
+    Server {
+        /// Base URL, e.g. `http://127.0.0.1:7878`.
+        url: String,
+        /// Bearer token (empty: none); redacted from `Debug`.
+        token: Secret,
+    },
+}
+
+/// A credential that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// Everything a command needs besides its own arguments.
@@ -43,7 +61,13 @@ impl Config {
     /// Resolve the flags. Reads the environment (`USER`) and, without `--at`,
     /// the wall clock; nothing else.
     pub fn resolve(cli: &Cli) -> Result<Config> {
-        let backend = backend_from(cli.db.as_deref())?;
+        let backend = match &cli.server {
+            Some(url) => Backend::Server {
+                url: url.trim().to_string(),
+                token: Secret(cli.server_token.clone().unwrap_or_default()),
+            },
+            None => backend_from(cli.db.as_deref())?,
+        };
         let at = match &cli.at {
             Some(text) => parse_timestamp("--at", text)?,
             None => Timestamp::now(),
