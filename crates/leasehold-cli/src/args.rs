@@ -48,7 +48,13 @@ pub struct Cli {
 
     /// Bearer token for `--server`. (Not `--token`: that is a lease's fencing
     /// token on `heartbeat`, `release`, …)
-    #[arg(long = "server-token", global = true, env = "LEASEHOLD_TOKEN", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long = "server-token",
+        global = true,
+        env = "LEASEHOLD_TOKEN",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub server_token: Option<String>,
 
     /// The command to run.
