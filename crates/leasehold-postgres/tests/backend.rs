@@ -414,6 +414,19 @@ fn pool_drops_killed_connections_and_the_next_call_succeeds() {
         ),
     );
     assert!(killed >= 1, "no connection of the store was found");
+    // Termination is asynchronous: wait (bounded) until they are gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(
+        &mut c,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"),
+    ) > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the store's sessions survived termination"
+        );
+        thread::yield_now();
+    }
     // Every idle connection is dead now; the calls still succeed.
     store.dispatch("t0", &ctx(1)).unwrap();
     assert_eq!(store.list_in_flight().unwrap().len(), 4);
@@ -525,6 +538,17 @@ fn too_many_connections_is_unavailable_and_permission_denied_is_internal() {
     let e = PgStore::connect(&url).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Internal, "{e}");
     assert!(e.message().contains("permission denied"), "{e}");
+    // The refused store's connection closes asynchronously on the server;
+    // wait (bounded) until the role has no session left.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(
+        &mut c,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"),
+    ) > 0
+    {
+        assert!(Instant::now() < deadline, "{role} kept a session");
+        thread::yield_now();
+    }
     // Its only connection taken, the next one is refused by the server.
     let _held = postgres::Client::connect(
         &format!("postgres://{role}@127.0.0.1:{}/postgres", cl.port()),
