@@ -1,2 +1,3 @@
-# Sourced by .ci/run after the Rust tests: extra test tiers (Python, browser).
-:
+# Sourced by .ci/run after the Rust tests: extra test tiers.
+step "python package (pytest)"
+bash .ci/python.sh

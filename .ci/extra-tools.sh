@@ -1,2 +1,3 @@
-# Sourced by .ci/run: extra tools for later test tiers (Python, browser).
-:
+# Sourced by .ci/run before the Rust tests: tools the test tiers need.
+# Debian's chromium + chromedriver for the console's browser test.
+bash .ci/browser.sh
