@@ -525,10 +525,24 @@ async fn run_one<H: Handler>(
         cancel: job_cancel.clone(),
         client: client.clone(),
     };
+    // The handler runs as its own task so that a panic in it is caught
+    // here (a `JoinError`) instead of killing this runner and leaving the
+    // heartbeat loop to keep the lease alive forever.
+    let mut work = tokio::spawn(async move { handler.handle(job).await });
     let result = tokio::select! {
         biased;
-        _ = job_cancel.cancelled() => None,
-        r = handler.handle(job) => Some(r),
+        _ = job_cancel.cancelled() => {
+            work.abort();
+            None
+        }
+        r = &mut work => Some(match r {
+            Ok(r) => r,
+            Err(e) => {
+                let why = panic_message(e);
+                tracing::error!(task_id = %task_id, error = %why, "handler panicked; failing the task");
+                Err(Failure::new(format!("handler panicked: {why}")))
+            }
+        }),
     };
     hb_stop.cancel();
     let lost_err = hb.await.unwrap_or(None);
@@ -578,6 +592,18 @@ async fn run_one<H: Handler>(
                 },
             }
         }
+    }
+}
+
+/// What a handler task's `JoinError` says: the panic message if it panicked.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-text panic".to_string()),
+        Err(e) => e.to_string(),
     }
 }
 

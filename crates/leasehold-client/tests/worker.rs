@@ -269,6 +269,38 @@ fn failure_without_any_compensation_is_refused_and_reported() {
     });
 }
 
+#[test]
+fn a_panicking_handler_fails_its_task_with_the_default_compensation() {
+    let e = env();
+    e.rt.block_on(async {
+        create(&e.op, "t-panic").await;
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let handler = |job: Job| async move {
+            if job.task.task_id == "t-panic" {
+                panic!("bug in the handler");
+            }
+            Ok(Done::new())
+        };
+        let mut cfg = config();
+        cfg.default_compensation = Some(NewCompensation::new("revert", "t-panic", "default"));
+        let handle = Worker::new(e.worker.clone(), cfg, handler)
+            .unwrap()
+            .with_outcomes(tx)
+            .spawn();
+        let o = next(&mut outcomes, "the outcome").await;
+        let Outcome::Failed(t) = o else {
+            panic!("expected Failed, got {o:?}")
+        };
+        assert_eq!(
+            t.terminal_reason.as_deref(),
+            Some("handler panicked: bug in the handler")
+        );
+        assert_eq!(t.compensations[0].kind, "revert");
+        let stats = bounded(handle.shutdown()).await;
+        assert_eq!(stats.failed, 1, "{stats:?}");
+    });
+}
+
 /// Runs a handler that never finishes on its own, then loses its lease by
 /// `lose`; returns the outcome after checking the handler was dropped.
 async fn lose_lease_mid_handler<F, Fut>(e: &Env, task_id: &str, lose: F) -> (Outcome, Task)
