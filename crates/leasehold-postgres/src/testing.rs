@@ -350,6 +350,9 @@ fn spawn_watchdog(
     Ok((child, stdin))
 }
 
+/// Bumped whenever the template's `initdb` options change.
+const TEMPLATE_LAYOUT: &str = "v2";
+
 /// `initdb` once per machine, PostgreSQL version and user; later clusters copy it.
 fn ensure_template(bindir: &Path, run_as: Option<&str>) -> Result<PathBuf, String> {
     let version = Command::new(bindir.join("postgres"))
@@ -369,7 +372,7 @@ fn ensure_template(bindir: &Path, run_as: Option<&str>) -> Result<PathBuf, Strin
     // One template per machine, PostgreSQL version and user (its files
     // belong to whoever runs the server).
     let template = std::env::temp_dir().join(format!(
-        "leasehold-pg-template-{}-uid{}",
+        "leasehold-pg-template-{TEMPLATE_LAYOUT}-{}-uid{}",
         version.trim_matches('_'),
         current_uid()
     ));
@@ -391,6 +394,8 @@ fn ensure_template(bindir: &Path, run_as: Option<&str>) -> Result<PathBuf, Strin
         "UTF8",
         "--locale=C",
         "-N",
+        // 1 MiB WAL segments instead of 16: less to copy per cluster.
+        "--wal-segsize=1",
     ]);
     let log = std::env::temp_dir().join(format!("leasehold-initdb-{}.log", unique_suffix()));
     let result = run(&mut cmd, "initdb", &log);
