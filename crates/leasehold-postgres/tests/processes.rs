@@ -124,6 +124,15 @@ fn env_i64(name: &str) -> i64 {
 fn child_process_worker() {
     let role = std::env::var("LH_PG_CHILD_ROLE").expect("run only as a child process");
     let url = std::env::var("LH_PG_CHILD_URL").unwrap();
+    if role == "migrate" {
+        // Connecting is the work: it creates or migrates the schema.
+        println!("{MARK}READY");
+        let mut go = String::new();
+        std::io::stdin().read_line(&mut go).unwrap();
+        let store = PgStore::connect(&url).unwrap();
+        println!("{MARK}MIGRATED {}", store.schema());
+        return;
+    }
     let threads = env_i64("LH_PG_CHILD_THREADS") as usize;
     let store = PgStore::connect_with(
         &url,
@@ -430,5 +439,31 @@ fn reclaim_in_two_processes_at_once_never_doubles_or_skips() {
         bad.is_empty(),
         "{} tasks without exactly one expired/quarantined entry",
         bad.len()
+    );
+}
+
+#[test]
+fn migrations_from_four_processes_starting_at_once_apply_once() {
+    let Some(cl) = testing::shared() else { return };
+    let schema = testing::unique_schema("migproc");
+    let url = cl.url_with_schema(&schema);
+    let children = (0..4).map(|_| spawn_child("migrate", &url, &[])).collect();
+    let outputs = go_and_collect(children);
+    for lines in &outputs {
+        assert_eq!(lines, &vec![format!("MIGRATED {schema}")]);
+    }
+    let mut c = cl.client();
+    let versions: Vec<i32> = c
+        .query(
+            &format!("SELECT version FROM \"{schema}\".schema_migrations ORDER BY version"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=leasehold_postgres::schema::SCHEMA_VERSION).collect::<Vec<_>>()
     );
 }
