@@ -38,6 +38,7 @@ use leasehold_core::Store;
 pub mod support;
 
 pub mod audit;
+pub mod batch;
 pub mod claim;
 pub mod concurrency;
 pub mod errors;
@@ -167,6 +168,11 @@ macro_rules! __conformance_scenarios {
                 create_rejects_bad_ids,
                 create_rejects_bad_metadata_and_compensations,
                 check_order_is_fixed,
+            }
+            batch {
+                apply_many_judges_each_item,
+                apply_many_empty_and_oversize,
+                heartbeat_many_and_complete_many,
             }
             concurrency {
                 lease_race,

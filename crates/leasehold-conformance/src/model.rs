@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use leasehold_core::memory::MemoryStore;
 use leasehold_core::{
-    ClaimRequest, Command, CompensationStatus, Context, Fence, ListFilter, NewCompensation,
-    NewTask, Page, Result, Store, Task, TaskState, Timestamp,
+    BatchItem, ClaimRequest, Command, CompensationStatus, Context, Fence, ListFilter,
+    NewCompensation, NewTask, Page, Result, Store, Task, TaskState, Timestamp,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -76,6 +76,15 @@ pub enum Op {
         /// The command.
         cmd: Command,
     },
+    /// `apply_many`: several commands, judged one by one, in one call.
+    ApplyMany(Vec<BatchItem>),
+    /// `heartbeat_many`: many fenced heartbeats to one expiry.
+    HeartbeatMany {
+        /// (task id, fence) pairs.
+        leases: Vec<(String, Fence)>,
+        /// The new expiry for all of them.
+        expires_at: Timestamp,
+    },
     /// `claim`.
     Claim(ClaimRequest),
     /// `reclaim`.
@@ -112,6 +121,8 @@ impl Op {
             Op::Create(_) => "create",
             Op::Put { .. } => "put",
             Op::Apply { cmd, .. } => cmd.name(),
+            Op::ApplyMany(_) => "apply_many",
+            Op::HeartbeatMany { .. } => "heartbeat_many",
             Op::Claim(_) => "claim",
             Op::Reclaim { .. } => "reclaim",
             Op::Get(_) => "get",
@@ -210,6 +221,8 @@ impl Coverage {
             "reclaim",
             "list",
             "history",
+            "apply_many",
+            "heartbeat_many",
         ];
         let must_fail = [
             "create",
@@ -566,12 +579,44 @@ fn generate<H: Harness>(rng: &mut StdRng, run: &Run<H>) -> Op {
                 detail: rng.gen_bool(0.5).then(|| "detail".to_string()),
             },
         },
-        67 => Op::Apply {
+        67 if rng.gen_bool(0.3) => Op::Apply {
             id,
             cmd: Command::Reclaim {
                 max_attempts: rng.gen_range(1..4),
             },
         },
+        67 if rng.gen_bool(0.5) => {
+            let n = rng.gen_range(0..5);
+            let mut items = Vec::new();
+            while items.len() < n {
+                if let Op::Apply { id, cmd } = generate(rng, run) {
+                    items.push(BatchItem {
+                        task_id: id,
+                        command: cmd,
+                    });
+                }
+            }
+            Op::ApplyMany(items)
+        }
+        67 => {
+            let running: Vec<Task> = run
+                .model
+                .list_in_flight()
+                .expect("model")
+                .into_iter()
+                .filter(|t| t.state == TaskState::Running)
+                .collect();
+            let mut leases: Vec<(String, Fence)> = running
+                .iter()
+                .map(|t| (t.task_id.clone(), fence_for(rng, Some(t))))
+                .collect();
+            if rng.gen_bool(0.2) {
+                // A task that may be missing, terminal or someone else's.
+                leases.push((pick(rng, &IDS).to_string(), Fence::new("w-a", 1)));
+            }
+            let expires_at = plus(now, *pick(rng, &[30, 60, 90]));
+            Op::HeartbeatMany { leases, expires_at }
+        }
         68..=74 => {
             let queues = match rng.gen_range(0..5) {
                 0 => vec![],
@@ -723,6 +768,28 @@ fn same<T: PartialEq + fmt::Debug>(
     }
 }
 
+/// Batch results agree: the outer result, then item by item.
+fn same_batch(
+    what: &str,
+    m: &Result<Vec<Result<Task>>>,
+    b: &Result<Vec<Result<Task>>>,
+) -> std::result::Result<(), String> {
+    match (m, b) {
+        (Ok(xs), Ok(ys)) if xs.len() == ys.len() => {
+            for (i, (x, y)) in xs.iter().zip(ys).enumerate() {
+                same(&format!("{what} item {i}"), x, y)?;
+            }
+            Ok(())
+        }
+        (Err(x), Err(y)) if x.code() == y.code() => Ok(()),
+        _ => Err(format!(
+            "{what} disagrees:\n  model:   {}\n  backend: {}",
+            show(m),
+            show(b)
+        )),
+    }
+}
+
 fn show<T: fmt::Debug>(r: &Result<T>) -> String {
     match r {
         Ok(v) => format!("Ok({v:?})"),
@@ -820,6 +887,23 @@ fn step_once<H: Harness>(h: &H, run: &mut Run<H>, op: &Op) -> std::result::Resul
             record(&mut run.cov, kind, &x);
             same(kind, &x, &y)?;
             seen.extend(x.ok());
+        }
+        Op::ApplyMany(items) => {
+            let (x, y) = (
+                m.apply_many(items.clone(), &ctx),
+                b.apply_many(items.clone(), &ctx),
+            );
+            record(&mut run.cov, kind, &x);
+            same_batch(kind, &x, &y)?;
+            seen.extend(x.into_iter().flatten().flatten());
+        }
+        Op::HeartbeatMany { leases, expires_at } => {
+            let (x, y) = (
+                m.heartbeat_many(leases, *expires_at, &ctx),
+                b.heartbeat_many(leases, *expires_at, &ctx),
+            );
+            record(&mut run.cov, kind, &x);
+            same_batch(kind, &x, &y)?;
         }
         Op::Claim(req) => {
             let (x, y) = (m.claim(req, &ctx), b.claim(req, &ctx));
