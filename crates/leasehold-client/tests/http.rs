@@ -346,3 +346,22 @@ fn claim_and_reclaim_over_the_ttl_path_match_the_model() {
         ErrorCode::InvalidInput
     );
 }
+
+#[test]
+fn a_server_that_never_answers_times_out_as_unavailable() {
+    // Accepts connections and never replies; the listener lives until the
+    // end of the test. The request timeout is the one real wait (200 ms).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let http = HttpStore::with_timeouts(
+        &url,
+        "t",
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let e = http.get("t1").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+    assert!(e.message().contains("timed out"), "{e}");
+    drop(silent);
+}
