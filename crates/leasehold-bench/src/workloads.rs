@@ -1,0 +1,432 @@
+//! Leasehold workloads against any [`Store`]: create, cycle, heartbeat,
+//! stale-scan and reclaim. Each checks its own outcome (every task cycled
+//! exactly once, every scan found exactly the stale tasks, …) so that a
+//! fast but wrong run is an error, not a figure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use leasehold_core::limits::RECLAIM_MAX_ATTEMPTS_DEFAULT;
+use leasehold_core::{
+    ClaimRequest, Context, Error, Fence, NewTask, Result, Store, Task, Timestamp,
+};
+use leasehold_sqlite::Durability;
+
+use crate::report::{cpus, percentiles, Report};
+use crate::{open, progress, run_id, Options, Target, Workload};
+use crate::{STALE_SCAN_LEASED, STALE_SCAN_STALE};
+
+/// Lease time to live of claimed tasks.
+const TTL: Duration = Duration::from_secs(60);
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn ctx() -> Context {
+    Context::new(now(), "bench")
+}
+
+fn fence(t: &Task) -> Result<Fence> {
+    Ok(Fence {
+        owner: t
+            .lease_owner
+            .clone()
+            .ok_or_else(|| Error::Internal(format!("claimed task {} has no owner", t.task_id)))?,
+        token: t.lease_token,
+    })
+}
+
+/// Run `per_worker(worker, samples)` on `workers` threads; return the
+/// merged latency samples and the wall time.
+fn parallel<F>(workers: usize, per_worker: F) -> Result<(Vec<u64>, Duration)>
+where
+    F: Fn(usize, &mut Vec<u64>) -> Result<()> + Send + Sync + 'static,
+{
+    let f = Arc::new(per_worker);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let f = Arc::clone(&f);
+            thread::spawn(move || {
+                let mut samples = Vec::new();
+                f(w, &mut samples).map(|()| samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(s)) => all.extend(s),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(Error::Internal("a bench worker panicked".into()));
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((all, elapsed)),
+    }
+}
+
+/// Time one call, pushing its latency in microseconds.
+fn timed<T>(samples: &mut Vec<u64>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let out = f();
+    samples.push(t.elapsed().as_micros() as u64);
+    out
+}
+
+/// Create `n` tasks `{prefix}-{i}` in `queue` with `workers` threads.
+fn create_tasks(
+    store: &Arc<dyn Store>,
+    opts: &Options,
+    prefix: &str,
+    queue: &str,
+    n: u64,
+    what: &str,
+) -> Result<(Vec<u64>, Duration)> {
+    let next = Arc::new(AtomicU64::new(0));
+    let pb = progress(opts, n, what);
+    let (store, prefix, queue, pb2) = (
+        Arc::clone(store),
+        prefix.to_string(),
+        queue.to_string(),
+        pb.clone(),
+    );
+    let out = parallel(opts.workers, move |_, samples| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            return Ok(());
+        }
+        let mut t = NewTask::new(format!("{prefix}-{i}"), format!("{prefix}-saga-{i}"));
+        t.queue = Some(queue.clone());
+        timed(samples, || store.create(t, &ctx()))?;
+        pb2.inc(1);
+    });
+    pb.finish_and_clear();
+    out
+}
+
+/// Run a Leasehold workload (not a baseline).
+pub fn run(opts: &Options) -> Result<Report> {
+    let opened = open(&opts.target, opts.durability)?;
+    let store = Arc::clone(&opened.store);
+    let id = run_id();
+    let queue = format!("{id}-q");
+    let setup_start = Instant::now();
+    let mut tx_before = 0;
+    let txs = || opened.sqlite.as_ref().map(|s| s.group_stats().batches);
+    let (samples, elapsed, ops, setup) = match opts.workload {
+        Workload::Create => {
+            tx_before = txs().unwrap_or(0);
+            let (s, e) = create_tasks(&store, opts, &id, &queue, opts.tasks, "create")?;
+            (s, e, opts.tasks, Duration::ZERO)
+        }
+        Workload::Cycle => {
+            create_tasks(&store, opts, &id, &queue, opts.tasks, "setup")?;
+            let setup = setup_start.elapsed();
+            tx_before = txs().unwrap_or(0);
+            let (s, e, n) = cycle(&store, opts, &queue)?;
+            (s, e, n, setup)
+        }
+        Workload::Heartbeat => {
+            create_tasks(&store, opts, &id, &queue, opts.workers as u64, "setup")?;
+            let setup = setup_start.elapsed();
+            tx_before = txs().unwrap_or(0);
+            let (s, e) = heartbeat(&store, opts, &queue)?;
+            (s, e, opts.tasks, setup)
+        }
+        Workload::StaleScan => {
+            let stale_at = stale_setup(&store, opts, &id, &queue)?;
+            let setup = setup_start.elapsed();
+            let (s, e) = stale_scan(&store, opts, stale_at)?;
+            (s, e, opts.calls, setup)
+        }
+        Workload::Reclaim => {
+            let last_claim = reclaim_setup(&store, opts, &id, &queue)?;
+            let setup = setup_start.elapsed();
+            tx_before = txs().unwrap_or(0);
+            let (s, e) = reclaim(&store, opts, last_claim)?;
+            (s, e, opts.tasks, setup)
+        }
+        Workload::BaselineSqlite | Workload::BaselinePostgres => {
+            return Err(Error::Internal("baselines are not store workloads".into()))
+        }
+    };
+    let transactions = txs().map(|t| t - tx_before);
+    Ok(report(opts, samples, elapsed, ops, setup, transactions))
+}
+
+/// Build the report of a timed part.
+pub(crate) fn report(
+    opts: &Options,
+    samples: Vec<u64>,
+    elapsed: Duration,
+    ops: u64,
+    setup: Duration,
+    transactions: Option<u64>,
+) -> Report {
+    let (p50_us, p99_us) = percentiles(samples);
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let ops_per_sec = ops as f64 / seconds;
+    let writes_per_op = opts.workload.writes_per_op();
+    let sqlite_like =
+        matches!(opts.target, Target::Sqlite(_)) || opts.workload == Workload::BaselineSqlite;
+    Report {
+        workload: opts.workload.as_str().to_string(),
+        backend: match opts.workload {
+            Workload::BaselineSqlite => "sqlite-raw".to_string(),
+            Workload::BaselinePostgres => "postgres-raw".to_string(),
+            _ => opts.target.kind().to_string(),
+        },
+        durability: if sqlite_like {
+            match opts.durability {
+                Durability::Full => "full",
+                Durability::Normal => "normal",
+            }
+            .to_string()
+        } else {
+            "n/a".to_string()
+        },
+        workers: opts.workers,
+        tasks: opts.tasks,
+        batch: opts.batch,
+        ops,
+        seconds,
+        ops_per_sec,
+        p50_us,
+        p99_us,
+        writes_per_op,
+        writes_per_sec: ops_per_sec * writes_per_op as f64,
+        setup_seconds: setup.as_secs_f64(),
+        transactions,
+        cpus: cpus(),
+    }
+}
+
+/// claim (limit 1) → heartbeat → complete until the queue is empty; checks
+/// that every task was cycled exactly once.
+fn cycle(store: &Arc<dyn Store>, opts: &Options, queue: &str) -> Result<(Vec<u64>, Duration, u64)> {
+    let done = Arc::new(AtomicU64::new(0));
+    let pb = progress(opts, opts.tasks, "cycle");
+    let (store2, queue, done2, pb2) = (
+        Arc::clone(store),
+        queue.to_string(),
+        Arc::clone(&done),
+        pb.clone(),
+    );
+    let (samples, elapsed) = parallel(opts.workers, move |w, samples| {
+        let req = ClaimRequest {
+            owner: format!("bench-worker-{w}"),
+            queues: vec![queue.clone()],
+            ttl: TTL,
+            limit: 1,
+        };
+        loop {
+            let start = Instant::now();
+            let c = ctx();
+            let Some(t) = store2.claim(&req, &c)?.pop() else {
+                return Ok(());
+            };
+            let f = fence(&t)?;
+            let c = ctx();
+            let exp =
+                c.at.checked_add(TTL * 2)
+                    .ok_or_else(|| Error::Internal("clock overflow".into()))?;
+            store2.heartbeat(&t.task_id, &f, exp, &c)?;
+            store2.complete(&t.task_id, None, Some(&f), &ctx())?;
+            samples.push(start.elapsed().as_micros() as u64);
+            done2.fetch_add(1, Ordering::Relaxed);
+            pb2.inc(1);
+        }
+    })?;
+    pb.finish_and_clear();
+    let n = done.load(Ordering::Relaxed);
+    if n != opts.tasks {
+        return Err(Error::Internal(format!(
+            "cycle completed {n} tasks, expected {}",
+            opts.tasks
+        )));
+    }
+    Ok((samples, elapsed, n))
+}
+
+/// Each worker claims one task and heartbeats it; `opts.tasks` heartbeats in all.
+fn heartbeat(store: &Arc<dyn Store>, opts: &Options, queue: &str) -> Result<(Vec<u64>, Duration)> {
+    let total = opts.tasks;
+    let workers = opts.workers as u64;
+    let pb = progress(opts, total, "heartbeat");
+    let (store2, queue, pb2) = (Arc::clone(store), queue.to_string(), pb.clone());
+    let out = parallel(opts.workers, move |w, samples| {
+        let req = ClaimRequest {
+            owner: format!("bench-worker-{w}"),
+            queues: vec![queue.clone()],
+            ttl: TTL,
+            limit: 1,
+        };
+        let t = store2
+            .claim(&req, &ctx())?
+            .pop()
+            .ok_or_else(|| Error::Internal(format!("worker {w} found no task to lease")))?;
+        let f = fence(&t)?;
+        // This worker's share; the first `total % workers` take one more.
+        let w = w as u64;
+        let mine = total / workers + u64::from(w < total % workers);
+        for i in 0..mine {
+            let c = ctx();
+            // Strictly later every time, also through a server that adds the
+            // TTL to its own clock: one more millisecond per heartbeat.
+            let ttl = TTL * 2 + Duration::from_millis(i + 1);
+            let exp =
+                c.at.checked_add(ttl)
+                    .ok_or_else(|| Error::Internal("clock overflow".into()))?;
+            timed(samples, || store2.heartbeat(&t.task_id, &f, exp, &c))?;
+            pb2.inc(1);
+        }
+        Ok(())
+    });
+    pb.finish_and_clear();
+    out
+}
+
+/// `opts.tasks` tasks; [`STALE_SCAN_STALE`] leased with an expiry in the
+/// past of the returned instant, [`STALE_SCAN_LEASED`] leased far beyond it.
+fn stale_setup(store: &Arc<dyn Store>, opts: &Options, id: &str, queue: &str) -> Result<Timestamp> {
+    create_tasks(store, opts, id, queue, opts.tasks, "setup")?;
+    let leases = STALE_SCAN_STALE + STALE_SCAN_LEASED;
+    let mut left = leases;
+    let mut leased: Vec<Task> = Vec::new();
+    while left > 0 {
+        let req = ClaimRequest {
+            owner: "bench-stale".into(),
+            queues: vec![queue.to_string()],
+            ttl: TTL,
+            limit: left.min(1000) as u32,
+        };
+        let got = store.claim(&req, &ctx())?;
+        if got.is_empty() {
+            break;
+        }
+        left = left.saturating_sub(got.len() as u64);
+        leased.extend(got);
+    }
+    if leased.len() as u64 != leases {
+        return Err(Error::Internal(format!(
+            "stale-scan leased {} tasks, expected {leases}",
+            leased.len()
+        )));
+    }
+    // All expire at now + TTL; heartbeat all but the first 100 far ahead.
+    // Scanning at now + TTL then sees exactly the 100 as stale.
+    let far = now()
+        .checked_add(Duration::from_secs(365 * 24 * 3600))
+        .ok_or_else(|| Error::Internal("clock overflow".into()))?;
+    for t in &leased[STALE_SCAN_STALE as usize..] {
+        store.heartbeat(&t.task_id, &fence(t)?, far, &ctx())?;
+    }
+    let latest = leased
+        .iter()
+        .take(STALE_SCAN_STALE as usize)
+        .filter_map(|t| t.lease_expires_at)
+        .max()
+        .ok_or_else(|| Error::Internal("no stale task has an expiry".into()))?;
+    Ok(latest)
+}
+
+/// `opts.calls` `list_stale` calls by the workers; each must return exactly
+/// the stale tasks.
+fn stale_scan(
+    store: &Arc<dyn Store>,
+    opts: &Options,
+    at: Timestamp,
+) -> Result<(Vec<u64>, Duration)> {
+    let next = Arc::new(AtomicU64::new(0));
+    let calls = opts.calls;
+    let pb = progress(opts, calls, "stale-scan");
+    let (store2, pb2) = (Arc::clone(store), pb.clone());
+    let out = parallel(opts.workers, move |_, samples| loop {
+        if next.fetch_add(1, Ordering::Relaxed) >= calls {
+            return Ok(());
+        }
+        let stale = timed(samples, || store2.list_stale(at))?;
+        if stale.len() as u64 != STALE_SCAN_STALE {
+            return Err(Error::Internal(format!(
+                "list_stale returned {} tasks, expected {STALE_SCAN_STALE}",
+                stale.len()
+            )));
+        }
+        pb2.inc(1);
+    });
+    pb.finish_and_clear();
+    out
+}
+
+/// Create `opts.tasks` tasks and claim them all (a [`TTL`] lease); returns
+/// the instant at which every one of those leases has expired.
+fn reclaim_setup(
+    store: &Arc<dyn Store>,
+    opts: &Options,
+    id: &str,
+    queue: &str,
+) -> Result<Timestamp> {
+    create_tasks(store, opts, id, queue, opts.tasks, "setup")?;
+    let mut claimed = 0;
+    let mut last = now();
+    // The leases outlive the setup, so no claim takes back an expired one.
+    while claimed < opts.tasks {
+        let req = ClaimRequest {
+            owner: "bench-reclaim".into(),
+            queues: vec![queue.to_string()],
+            ttl: TTL,
+            limit: (opts.tasks - claimed).min(1000) as u32,
+        };
+        let c = ctx();
+        last = last.max(c.at);
+        let got = store.claim(&req, &c)?;
+        if got.is_empty() {
+            break;
+        }
+        claimed += got.len() as u64;
+    }
+    if claimed != opts.tasks {
+        return Err(Error::Internal(format!(
+            "reclaim setup leased {claimed} tasks, expected {}",
+            opts.tasks
+        )));
+    }
+    last.checked_add(TTL)
+        .ok_or_else(|| Error::Internal("clock overflow".into()))
+}
+
+/// `reclaim` at `at` (when every lease has expired) until every task is
+/// back; one op = one reclaimed task, one latency sample per `reclaim` call.
+fn reclaim(store: &Arc<dyn Store>, opts: &Options, at: Timestamp) -> Result<(Vec<u64>, Duration)> {
+    let pb = progress(opts, opts.tasks, "reclaim");
+    let mut samples = Vec::new();
+    let mut back = 0u64;
+    let start = Instant::now();
+    let c = Context::new(at, "bench");
+    while back < opts.tasks {
+        let got = timed(&mut samples, || {
+            store.reclaim(RECLAIM_MAX_ATTEMPTS_DEFAULT, &c)
+        })?;
+        if got.is_empty() {
+            return Err(Error::Internal(format!(
+                "reclaim found nothing more after {back} of {} tasks",
+                opts.tasks
+            )));
+        }
+        back += got.len() as u64;
+        pb.inc(got.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok((samples, start.elapsed()))
+}

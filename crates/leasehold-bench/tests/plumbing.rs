@@ -1,0 +1,176 @@
+//! Every workload at tiny sizes, so the bench plumbing cannot rot. These
+//! check counts and report fields, never speed.
+
+use std::sync::Arc;
+
+use leasehold_bench::{run, Options, Report, Target, Workload};
+use leasehold_core::{ErrorCode, Store};
+use leasehold_sqlite::Durability;
+
+fn tiny(w: Workload, tasks: u64, workers: usize) -> Options {
+    Options {
+        tasks,
+        workers,
+        durability: Durability::Normal,
+        calls: 7,
+        ..Options::new(w)
+    }
+}
+
+fn check(r: &Report, workload: &str, ops: u64) {
+    assert_eq!(r.workload, workload);
+    assert_eq!(r.ops, ops, "{r:?}");
+    assert!(r.ops_per_sec > 0.0 && r.seconds > 0.0, "{r:?}");
+    assert!(r.p50_us <= r.p99_us, "{r:?}");
+    assert!(
+        (r.writes_per_sec - r.ops_per_sec * r.writes_per_op as f64).abs() < 1e-6,
+        "{r:?}"
+    );
+    // The JSON has the fields the docs and chart script read.
+    let v = serde_json::to_value(r).unwrap();
+    for k in [
+        "ops_per_sec",
+        "p50_us",
+        "p99_us",
+        "workers",
+        "tasks",
+        "durability",
+        "backend",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k} in {v}");
+    }
+}
+
+#[test]
+fn store_workloads_on_sqlite_do_exactly_their_work() {
+    let r = run(&tiny(Workload::Create, 60, 4)).unwrap();
+    check(&r, "create", 60);
+    assert_eq!(
+        (r.backend.as_str(), r.durability.as_str()),
+        ("sqlite", "normal")
+    );
+    assert!(r.transactions.unwrap() >= 1);
+    let r = run(&tiny(Workload::Cycle, 50, 4)).unwrap();
+    check(&r, "cycle", 50);
+    assert_eq!(r.writes_per_op, 3);
+    let r = run(&tiny(Workload::Heartbeat, 45, 4)).unwrap();
+    check(&r, "heartbeat", 45);
+    let r = run(&tiny(Workload::Reclaim, 30, 2)).unwrap();
+    check(&r, "reclaim", 30);
+    let r = run(&tiny(Workload::StaleScan, 1_100, 2)).unwrap();
+    check(&r, "stale-scan", 7);
+}
+
+#[test]
+fn baseline_sqlite_one_per_transaction_and_batched() {
+    let r = run(&tiny(Workload::BaselineSqlite, 40, 8)).unwrap();
+    check(&r, "baseline-sqlite", 40);
+    assert_eq!(
+        (r.workers, r.batch, r.backend.as_str()),
+        (1, 1, "sqlite-raw")
+    );
+    let r = run(&Options {
+        batch: 10,
+        durability: Durability::Full,
+        ..tiny(Workload::BaselineSqlite, 45, 1)
+    })
+    .unwrap();
+    check(&r, "baseline-sqlite", 45);
+    assert_eq!((r.batch, r.durability.as_str()), (10, "full"));
+}
+
+#[test]
+fn bad_options_are_invalid_input_naming_the_flag() {
+    for (o, flag) in [
+        (tiny(Workload::Cycle, 0, 1), "--tasks"),
+        (tiny(Workload::Cycle, 10, 0), "--workers"),
+        (
+            Options {
+                batch: 5,
+                ..tiny(Workload::Cycle, 10, 1)
+            },
+            "--batch",
+        ),
+        (tiny(Workload::StaleScan, 10, 1), "stale-scan"),
+    ] {
+        let e = run(&o).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
+        assert!(e.message().contains(flag), "{e}");
+    }
+    let e = Workload::parse("nope").unwrap_err();
+    assert!(e.message().contains("stale-scan"), "{e}");
+    assert_eq!(
+        Workload::parse("baseline-postgres").unwrap(),
+        Workload::BaselinePostgres
+    );
+    // An existing database is refused, not overwritten.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.db");
+    std::fs::write(&p, b"keep me").unwrap();
+    let o = Options {
+        target: Target::Sqlite(Some(p.clone())),
+        ..tiny(Workload::Create, 5, 1)
+    };
+    assert_eq!(run(&o).unwrap_err().code(), ErrorCode::InvalidInput);
+    assert_eq!(std::fs::read(&p).unwrap(), b"keep me");
+}
+
+#[test]
+fn target_from_flags() {
+    assert_eq!(Target::from_flags(None, None, None), Target::Sqlite(None));
+    assert_eq!(
+        Target::from_flags(Some("postgres://u@h/db"), None, None).kind(),
+        "postgres"
+    );
+    assert_eq!(
+        Target::from_flags(Some("x.db"), Some("http://127.0.0.1:1"), Some("t")),
+        Target::Server {
+            url: "http://127.0.0.1:1".into(),
+            token: "t".into()
+        }
+    );
+}
+
+/// The cycle through a real server over HTTP (loopback), via HttpStore.
+#[test]
+fn cycle_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(leasehold_sqlite::SqliteStore::open(dir.path().join("s.db")).unwrap());
+    let server = leasehold_server::testing::TestServer::start(store.clone(), false);
+    let o = Options {
+        target: Target::Server {
+            url: server.url(),
+            token: server.operator_token(),
+        },
+        ..tiny(Workload::Cycle, 20, 4)
+    };
+    let r = run(&o).unwrap();
+    check(&r, "cycle", 20);
+    assert_eq!((r.backend.as_str(), r.durability.as_str()), ("http", "n/a"));
+    let c = store.counts().unwrap();
+    assert_eq!(c[&leasehold_core::TaskState::Completed], 20);
+}
+
+/// Both PostgreSQL paths on a throwaway cluster, when the machine has
+/// PostgreSQL (skipped otherwise, failing under CI like the backend's tests).
+#[test]
+fn postgres_cycle_and_baseline() {
+    let Some(cluster) = leasehold_postgres::testing::shared() else {
+        return;
+    };
+    let o = Options {
+        target: Target::Postgres(cluster.url()),
+        ..tiny(Workload::Cycle, 30, 4)
+    };
+    let r = run(&o).unwrap();
+    check(&r, "cycle", 30);
+    assert_eq!(r.backend, "postgres");
+    let o = Options {
+        target: Target::Postgres(cluster.url()),
+        ..tiny(Workload::BaselinePostgres, 40, 4)
+    };
+    let r = run(&o).unwrap();
+    check(&r, "baseline-postgres", 40);
+    assert_eq!(r.backend, "postgres-raw");
+}
