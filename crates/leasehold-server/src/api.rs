@@ -251,7 +251,17 @@ where
     F: FnOnce(&dyn Store) -> leasehold_core::Result<T> + Send + 'static,
 {
     let store = state.store.clone();
-    let result = match tokio::task::spawn_blocking(move || f(&*store)).await {
+    let result = match tokio::task::spawn_blocking(move || {
+        crate::failpoint::hit("before_store_call")?;
+        let r = f(&*store);
+        if r.is_ok() {
+            // The store committed; the response has not been sent yet.
+            crate::failpoint::hit("after_commit_before_response")?;
+        }
+        r
+    })
+    .await
+    {
         Ok(r) => r,
         Err(join) => Err(Error::Internal(format!("store call {op} failed: {join}"))),
     };

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod extract;
+pub mod failpoint;
 pub mod metrics;
 pub mod reaper;
 pub mod schema;

@@ -40,6 +40,10 @@ impl TestServer {
             .add("operator", Role::Operator)
             .expect("fresh token set accepts operator")
             .secret;
+        // The last handle on the store is dropped on the server thread after
+        // its runtime is gone: some backends (PostgreSQL's blocking client)
+        // panic when dropped inside a runtime.
+        let keep_store = store.clone();
         let mut state = AppState::new(store, clock, tokens.clone());
         state.trust_client_clock = trust_client_clock;
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,6 +71,8 @@ impl TestServer {
                         tracing::error!(error = %e, "test server stopped with an error");
                     }
                 });
+                drop(rt);
+                drop(keep_store);
             })
             .expect("spawn test server thread");
         TestServer {
