@@ -108,6 +108,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Manage the server's bearer tokens (create, list, revoke).
     Token(crate::token::TokenArgs),
+    /// Measure throughput and latency (workloads and raw baselines); see docs/benchmarks.md.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Just a task id.

@@ -8,6 +8,7 @@
 
 mod args;
 mod backend;
+mod bench;
 mod commands;
 mod config;
 mod import;
@@ -33,6 +34,12 @@ fn main() -> ExitCode {
         args::Command::Serve(_) | args::Command::Token(_)
     ) {
         return serve::main(cli);
+    }
+    if let args::Command::Bench(b) = &cli.command {
+        return match bench::run(b, cli.db.as_deref(), cli.json) {
+            Ok(text) => write_stdout(&text),
+            Err(e) => report(&e, cli.json),
+        };
     }
     let json = cli.json;
     let result = Config::resolve(&cli).and_then(|cfg| {
