@@ -1,0 +1,81 @@
+//! `reliability-server`: the production server (`leasehold_server::serve_listener`
+//! with the system clock, the reaper and open loopback auth) over SQLite or
+//! PostgreSQL, as its own process so that tests can `kill -9` it. It opens the
+//! store exactly as `leasehold serve` does and prints `LISTENING <addr>` once
+//! it accepts connections. Built with `--features failpoints`, it honours
+//! `LEASEHOLD_FAILPOINT` (see `leasehold_server::failpoint`).
+//!
+//! Usage: `reliability-server --db PATH|postgres://… [--listen 127.0.0.1:0]
+//! [--reaper-interval-ms N] [--max-attempts N]`
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leasehold_core::Store;
+use leasehold_server::{AppState, SystemClock, TokenStore};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(db) = arg(&args, "--db") else {
+        eprintln!("usage: reliability-server --db PATH|postgres://… [--listen ADDR] [--reaper-interval-ms N] [--max-attempts N]");
+        std::process::exit(2);
+    };
+    let listen = arg(&args, "--listen").unwrap_or_else(|| "127.0.0.1:0".into());
+    let reaper_ms: u64 = arg(&args, "--reaper-interval-ms")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let max_attempts: u32 = arg(&args, "--max-attempts")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let store: Arc<dyn Store> = if leasehold_postgres::is_postgres_url(&db) {
+        Arc::new(
+            leasehold_postgres::PgStore::connect(&db).unwrap_or_else(|e| {
+                eprintln!("cannot open {db}: {e}");
+                std::process::exit(1)
+            }),
+        )
+    } else {
+        Arc::new(
+            leasehold_sqlite::SqliteStore::open(&db).unwrap_or_else(|e| {
+                eprintln!("cannot open {db}: {e}");
+                std::process::exit(1)
+            }),
+        )
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let keep = store.clone();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("cannot listen on {listen}: {e}");
+                std::process::exit(1)
+            });
+        let addr = listener.local_addr().expect("local address");
+        let mut state = AppState::new(store, Arc::new(SystemClock), Arc::new(TokenStore::open()));
+        state.max_attempts = max_attempts;
+        println!("LISTENING {addr}");
+        let _ = std::io::stdout().flush();
+        let reaper = (reaper_ms > 0).then(|| Duration::from_millis(reaper_ms));
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        if let Err(e) = leasehold_server::serve_listener(listener, state, reaper, shutdown).await {
+            eprintln!("server error: {e}");
+            std::process::exit(1);
+        }
+    });
+    drop(rt);
+    drop(keep);
+}
