@@ -394,6 +394,7 @@ impl<H: Handler> Worker<H> {
             };
             // Never drop a claim in flight: the server may already have
             // leased the tasks, and we must learn which to run or release.
+            let claim_sent = Instant::now();
             let claimed = self.client.claim(&req).await;
             let idle = match claimed {
                 Ok(tasks) => {
@@ -415,6 +416,7 @@ impl<H: Handler> Worker<H> {
                             self.handler.clone(),
                             task,
                             fence,
+                            claim_sent,
                             abort.child_token(),
                         );
                         running.spawn(async move {
@@ -456,27 +458,39 @@ fn lease_is_gone(e: &Error) -> bool {
 
 /// Extend the lease every period until `stop` fires (`None`) or the lease is
 /// lost (`Some(error)`, after firing `lost`).
+#[allow(clippy::too_many_arguments)]
 async fn heartbeat_loop(
     client: Client,
     task_id: String,
     fence: Fence,
     ttl: Duration,
     every: Duration,
+    leased_at: Instant,
     lost: CancellationToken,
     stop: CancellationToken,
 ) -> Option<Error> {
-    let mut last_ok = Instant::now();
+    // The lease surely lasts until `deadline`: one TTL from when the request
+    // that granted or last extended it was *sent* (the server started the
+    // TTL later than that). Past it, by this machine's clock, the lease may
+    // be someone else's, so a heartbeat still hanging then counts as lost.
+    let mut deadline = leased_at + ttl;
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return None,
             _ = tokio::time::sleep(every) => {}
         }
+        let sent = Instant::now();
         let r = tokio::select! {
+            biased;
             _ = stop.cancelled() => return None,
             r = client.heartbeat(&task_id, &fence, ttl) => r,
+            _ = tokio::time::sleep_until(deadline) => Err(Error::Unavailable(format!(
+                "heartbeat on task {task_id:?} got no answer in time"
+            ))),
         };
         match r {
-            Ok(_) => last_ok = Instant::now(),
+            Ok(_) => deadline = sent + ttl,
             Err(e) if lease_is_gone(&e) => {
                 tracing::info!(task_id = %task_id, token = fence.token, error = %e, "lease lost; cancelling the handler");
                 lost.cancel();
@@ -484,9 +498,9 @@ async fn heartbeat_loop(
             }
             Err(e) => {
                 tracing::warn!(task_id = %task_id, error = %e, "heartbeat failed; retrying");
-                if last_ok.elapsed() >= ttl {
+                if Instant::now() >= deadline {
                     let e = Error::Unavailable(format!(
-                        "no heartbeat for task {task_id:?} reached the server for {ttl:?}; the lease (token {}) may have expired: {e}",
+                        "no heartbeat for task {task_id:?} was acknowledged within the lease ttl {ttl:?}; the lease (token {}) may have expired: {e}",
                         fence.token
                     ));
                     lost.cancel();
@@ -503,6 +517,7 @@ async fn run_one<H: Handler>(
     handler: Arc<H>,
     task: Task,
     fence: Fence,
+    leased_at: Instant,
     cancel: CancellationToken,
 ) -> Outcome {
     let task_id = task.task_id.clone();
@@ -516,6 +531,7 @@ async fn run_one<H: Handler>(
         fence.clone(),
         cfg.ttl,
         cfg.heartbeat_period(),
+        leased_at,
         job_cancel.clone(),
         hb_stop.clone(),
     ));

@@ -62,7 +62,7 @@ struct Env {
     /// Client with the worker token of owner `w1`.
     worker: Client,
     clock: Arc<StepClock>,
-    _server: TestServer,
+    server: TestServer,
 }
 
 fn env() -> Env {
@@ -81,7 +81,7 @@ fn env() -> Env {
         op,
         worker,
         clock,
-        _server: server,
+        server,
     }
 }
 
@@ -403,6 +403,107 @@ fn lease_expiring_on_the_server_clock_cancels_the_handler() {
         let reclaimed = e.op.reclaim(5).await.unwrap();
         assert_eq!(reclaimed.len(), 1);
         assert_eq!(reclaimed[0].state, TaskState::Dispatched);
+    });
+}
+
+/// A loopback TCP proxy that forwards to `target` until frozen; once frozen
+/// it accepts and reads but forwards nothing, like a hung network path.
+struct FreezableProxy {
+    url: String,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    fn start(target: &str) -> FreezableProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::AtomicBool;
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let frozen = Arc::new(AtomicBool::new(false));
+        let pipe = |mut from: std::net::TcpStream,
+                    mut to: std::net::TcpStream,
+                    frozen: Arc<AtomicBool>| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if frozen.load(Ordering::SeqCst) {
+                        continue; // swallow: the request never arrives
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        };
+        let f = frozen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    return;
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    f.clone(),
+                );
+                pipe(server, client, f.clone());
+            }
+        });
+        FreezableProxy { url, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_hung_heartbeat_cancels_the_handler_once_the_lease_may_have_expired() {
+    // The one test on real time: the lease's safety margin is measured on
+    // this machine's clock. TTL 1 s; the wait is bounded by WAIT_MAX.
+    let e = env();
+    let proxy = FreezableProxy::start(&e.server.url());
+    let token = e.server.add_token("w-hung", Role::Worker);
+    let via_proxy = Client::new(&proxy.url, &token).unwrap();
+    e.rt.block_on(async {
+        create(&e.op, "t-hung").await;
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let handler = move |_job: Job| {
+            let started_tx = started_tx.clone();
+            async move {
+                started_tx.send(()).unwrap();
+                std::future::pending::<()>().await;
+                Ok(Done::new())
+            }
+        };
+        let mut cfg = WorkerConfig::new("w-hung", vec!["q".into()], Duration::from_secs(1));
+        cfg.heartbeat_every = Some(Duration::from_millis(100));
+        let handle = Worker::new(via_proxy, cfg, handler)
+            .unwrap()
+            .with_outcomes(tx)
+            .spawn();
+        next(&mut started, "the handler").await;
+        handle.stop();
+        proxy.freeze();
+        let o = next(&mut outcomes, "the outcome").await;
+        let Outcome::LeaseLost { error, .. } = o else {
+            panic!("expected LeaseLost, got {o:?}")
+        };
+        assert_eq!(error.code(), ErrorCode::Unavailable, "{error}");
+        assert!(error.message().contains("within the lease ttl"), "{error}");
+        let stats = bounded(handle.join()).await;
+        assert_eq!(stats.lease_lost, 1, "{stats:?}");
+        // The server never heard of the loss: the task is still leased to
+        // w-hung, and nothing was completed or failed.
+        let t = e.op.get("t-hung").await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Running);
     });
 }
 
