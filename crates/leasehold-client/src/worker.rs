@@ -354,6 +354,15 @@ impl<H: Handler> Worker<H> {
     /// `abort` fires (then cancel them and release their leases).
     pub async fn run(self, stop: CancellationToken, abort: CancellationToken) -> WorkerStats {
         let cfg = self.config.clone();
+        // Aborting implies stopping: no new claims once handlers are being
+        // cancelled.
+        let abort_stops = {
+            let (abort, stop) = (abort.clone(), stop.clone());
+            tokio::spawn(async move {
+                abort.cancelled().await;
+                stop.cancel();
+            })
+        };
         let slots = Arc::new(Semaphore::new(cfg.concurrency));
         let mut running: JoinSet<Outcome> = JoinSet::new();
         let mut stats = WorkerStats::default();
@@ -407,9 +416,14 @@ impl<H: Handler> Worker<H> {
                             record(&mut stats, o);
                             continue;
                         }
-                        let permit = permits
-                            .pop()
-                            .expect("claimed at most as many tasks as slots");
+                        let Some(permit) = permits.pop() else {
+                            // More tasks than asked for: a misbehaving
+                            // server. Never run beyond the bound; hand back.
+                            tracing::error!(task_id = %task.task_id, limit = req.limit, "claim returned more tasks than its limit; releasing the extra one");
+                            let o = release(&self.client, &task.task_id, &fence).await;
+                            record(&mut stats, o);
+                            continue;
+                        };
                         let run = run_one(
                             self.client.clone(),
                             cfg.clone(),
@@ -447,6 +461,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) => tracing::error!(error = %e, "a task runner panicked"),
             }
         }
+        abort_stops.abort();
         stats
     }
 }
