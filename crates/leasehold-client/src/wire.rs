@@ -107,6 +107,13 @@ pub(crate) fn parse_base(url: &str) -> Result<reqwest::Url> {
             "server url {url:?} is not a URL (expected e.g. http://127.0.0.1:8080): {e}"
         ))
     })?;
+    let mut parsed = parsed;
+    // A base URL given with the API prefix (`…/v1`) would double it and make
+    // every call a "no route" 404: accept it and drop the prefix.
+    let path = parsed.path().trim_end_matches('/').to_string();
+    if let Some(stripped) = path.strip_suffix("/v1") {
+        parsed.set_path(if stripped.is_empty() { "/" } else { stripped });
+    }
     match parsed.scheme() {
         "http" | "https" => Ok(parsed),
         other => Err(Error::InvalidInput(format!(
@@ -504,6 +511,16 @@ mod tests {
             counts().url(&base).unwrap().as_str(),
             "http://127.0.0.1:9/prefix/v1/counts"
         );
+        for given in [
+            "http://127.0.0.1:9/v1",
+            "http://127.0.0.1:9/v1/",
+            "http://127.0.0.1:9/prefix/v1/",
+        ] {
+            let base = parse_base(given).unwrap();
+            let url = counts().url(&base).unwrap();
+            assert!(url.path().ends_with("/v1/counts"), "{given} -> {url}");
+            assert!(!url.path().contains("/v1/v1"), "{given} -> {url}");
+        }
     }
 
     #[test]
