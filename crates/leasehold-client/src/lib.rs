@@ -28,7 +28,11 @@
 //!   `ceil((expires_at - ctx.at) / 1 ms)`. Against a server in its test-only
 //!   `trust_client_clock` mode (which takes `at` from `x-leasehold-at`) this is
 //!   exact for whole milliseconds; against a production server the expiry is
-//!   the server's now plus the TTL, which is the point.
+//!   the server's now plus the TTL, which is the point. Sub-millisecond
+//!   remainders round up (a lease is never shorter than asked). For exact
+//!   tests, [`HttpStore::with_exact_expiry`] sends the instant itself
+//!   (`expires_at`), which only a `trust_client_clock` server accepts; the
+//!   conformance suite, whose expiries have microseconds, runs that way.
 //! - **TTL range.** The server grants 100 ms to 24 h. When a lease or
 //!   heartbeat asks for an expiry outside that range (including one at or
 //!   before `ctx.at`), `HttpStore` does not send it: it reads the task and
