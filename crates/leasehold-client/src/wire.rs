@@ -1,7 +1,7 @@
 //! The HTTP contract, written once: how each operation becomes a request
 //! (method, path, query, JSON body) and how a response becomes a value or a
 //! [`leasehold_core::Error`]. The blocking [`crate::HttpStore`] and the async
-//! [`crate::Client`] only differ in how they send a [`Call`].
+//! [`crate::Client`] only differ in how they send a `Call` (crate-private).
 
 use std::time::Duration;
 
