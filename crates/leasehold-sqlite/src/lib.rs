@@ -419,7 +419,8 @@ fn insert(tx: &Connection, t: Transition) -> Result<Task> {
 
 /// Persist a transition of the task stored as `seq` at `old_version`: a
 /// conditional update (skipped when nothing changed) plus its history entry.
-fn commit(tx: &Connection, seq: u64, old_version: u64, t: Transition) -> Result<Task> {
+fn commit(tx: &Connection, seq: u64, old: &Task, t: Transition) -> Result<Task> {
+    let old_version = old.version;
     if t.changed {
         debug_assert_eq!(t.task.version, old_version + 1, "versions advance by one");
         let mut values = task_values(&t.task)?;
@@ -427,8 +428,26 @@ fn commit(tx: &Connection, seq: u64, old_version: u64, t: Transition) -> Result<
         values.push(Value::Integer(i64::try_from(old_version).map_err(
             |_| Error::Internal(format!("version {old_version} out of range")),
         )?));
+        // Lease and state transitions leave the identity and description
+        // columns alone; not naming them in SET spares SQLite the upkeep of
+        // the indexes on them (task_id, saga_id, queue) on every heartbeat.
+        let n = &t.task;
+        let same_identity = n.task_id == old.task_id
+            && n.saga_id == old.saga_id
+            && n.queue == old.queue
+            && n.priority == old.priority
+            && n.issue == old.issue
+            && n.branch == old.branch
+            && n.worktree == old.worktree
+            && n.metadata == old.metadata
+            && n.created_at == old.created_at;
+        let sql_text = if same_identity {
+            q::UPDATE_TASK_LEASE
+        } else {
+            q::UPDATE_TASK
+        };
         let rows = tx
-            .prepare_cached(q::UPDATE_TASK)
+            .prepare_cached(sql_text)
             .and_then(|mut s| s.execute(params_from_iter(values.iter())))
             .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
         if rows != 1 {
@@ -450,14 +469,14 @@ fn commit(tx: &Connection, seq: u64, old_version: u64, t: Transition) -> Result<
 fn apply_id(tx: &Connection, task_id: &str, cmd: &Command, ctx: &Context) -> Result<Task> {
     let (seq, task) = load(tx, task_id)?.ok_or_else(|| Error::task_not_found(task_id))?;
     let t = machine::apply(&task, cmd, ctx)?;
-    commit(tx, seq, task.version, t)
+    commit(tx, seq, &task, t)
 }
 
 /// Apply `cmd` to the task stored as `seq` inside `tx`.
 fn apply_seq(tx: &Connection, seq: u64, cmd: &Command, ctx: &Context) -> Result<Task> {
     let (seq, task) = load_seq(tx, seq)?;
     let t = machine::apply(&task, cmd, ctx)?;
-    commit(tx, seq, task.version, t)
+    commit(tx, seq, &task, t)
 }
 
 fn stale_seqs(tx: &Connection, now: Timestamp, limit: i64) -> Result<Vec<u64>> {
@@ -539,7 +558,7 @@ impl Store for SqliteStore {
                 }
             }
             match stored {
-                Some((seq, old)) => commit(tx, seq, old.version, t),
+                Some((seq, old)) => commit(tx, seq, &old, t),
                 None => insert(tx, t),
             }
         })

@@ -62,6 +62,14 @@ pub const UPDATE_TASK: &str =
      lease_expires_at = ?15, last_heartbeat_at = ?16, attempts = ?17, terminal_reason = ?18, \
      version = ?19, created_at = ?20, updated_at = ?21 WHERE seq = ?22 AND version = ?23";
 
+/// Conditional update of the columns a lease or state transition may
+/// change, with the same parameters as [`UPDATE_TASK`] (`?1, ?2, ?4…?9, ?20`
+/// are bound but unused: the caller checked they equal the stored values).
+pub const UPDATE_TASK_LEASE: &str = "UPDATE tasks SET state = ?3, compensations = ?10, \
+     notes = ?11, lease_owner = ?12, lease_token = ?13, lease_acquired_at = ?14, \
+     lease_expires_at = ?15, last_heartbeat_at = ?16, attempts = ?17, terminal_reason = ?18, \
+     version = ?19, updated_at = ?21 WHERE seq = ?22 AND version = ?23";
+
 /// Append a history row: `?1` the task's seq, then the history columns.
 pub const INSERT_HISTORY: &str = concat!(
     "INSERT INTO history (task_seq, ",
