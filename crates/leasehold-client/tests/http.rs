@@ -365,3 +365,48 @@ fn a_server_that_never_answers_times_out_as_unavailable() {
     assert!(e.message().contains("timed out"), "{e}");
     drop(silent);
 }
+
+#[test]
+fn async_client_sends_its_clock_and_actor_to_a_trusting_server() {
+    let server = TestServer::start(Arc::new(MemoryStore::new()), true);
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(at(0).as_micros()));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || {
+            Timestamp::from_micros(now.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+        })
+    };
+    let client = leasehold_client::Client::new(&server.url(), &server.operator_token())
+        .unwrap()
+        .with_clock(clock)
+        .with_actor("alice");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        client.create(&NewTask::new("t1", "s1")).await.unwrap();
+        now.store(at(10).as_micros(), std::sync::atomic::Ordering::SeqCst);
+        let t = client
+            .lease("t1", "w1", std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(t.lease_acquired_at, Some(at(10)));
+        assert_eq!(t.lease_expires_at, Some(at(40)));
+        now.store(at(50).as_micros(), std::sync::atomic::Ordering::SeqCst);
+        let stale = client.stale().await.unwrap();
+        assert_eq!(stale.len(), 1, "stale at the client's clock");
+        let h = client.history("t1").await.unwrap();
+        assert_eq!((h[0].actor.as_str(), h[0].at), ("alice", at(0)));
+        let e = client
+            .lease("t1", "w1", std::time::Duration::from_millis(10))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
+        assert_eq!(client.get("nope").await.unwrap(), None);
+        assert_eq!(
+            client.history("nope").await.unwrap_err().code(),
+            ErrorCode::NotFound
+        );
+    });
+}
