@@ -30,4 +30,5 @@ pub mod fuzz;
 pub mod history;
 pub mod procs;
 pub mod race;
+pub mod rawhttp;
 pub mod sizes;
