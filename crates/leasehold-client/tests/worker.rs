@@ -583,11 +583,10 @@ fn graceful_shutdown_finishes_in_flight_work_and_claims_nothing_new() {
             .unwrap()
             .spawn();
         assert_eq!(next(&mut started, "the first handler").await, "t-first");
-        let stopping = tokio::spawn(handle.shutdown());
-        // Give the stop signal a moment to reach the claim loop before the
-        // slot frees up; correctness does not depend on it (the loop is
-        // biased towards stopping), only the test's strength does.
-        tokio::task::yield_now().await;
+        // Stop first (synchronously, so it is in force before the slot frees
+        // up), then wait like `shutdown` does while the handler finishes.
+        handle.stop();
+        let stopping = tokio::spawn(handle.join());
         gate.add_permits(10);
         let stats = tokio::time::timeout(WAIT_MAX, stopping)
             .await
