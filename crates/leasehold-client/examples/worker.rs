@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p leasehold-client --example worker -- \
-//!     --server http://127.0.0.1:8080 --token "$LEASEHOLD_TOKEN" --queue default --ttl 30s
+//!     --server http://127.0.0.1:7878 --token "$LEASEHOLD_TOKEN" --queue default --ttl 30s
 //! ```
 //!
 //! Each task "works" for `--work` (default 2s) in small steps, noting its
@@ -25,7 +25,7 @@ struct Args {
     #[arg(
         long,
         env = "LEASEHOLD_SERVER",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:7878"
     )]
     server: String,
     /// Bearer token (a worker token's name is the lease owner).

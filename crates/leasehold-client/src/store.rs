@@ -44,7 +44,7 @@ impl std::fmt::Debug for HttpStore {
 }
 
 impl HttpStore {
-    /// A store for the server at `url` (e.g. `http://127.0.0.1:8080`),
+    /// A store for the server at `url` (e.g. `http://127.0.0.1:7878`),
     /// authenticating with bearer `token` (empty: no `Authorization` header).
     pub fn new(url: &str, token: &str) -> Result<HttpStore> {
         HttpStore::with_timeouts(url, token, REQUEST_TIMEOUT_DEFAULT, CONNECT_TIMEOUT_DEFAULT)

@@ -100,11 +100,11 @@ impl Call {
     }
 }
 
-/// Parse a server URL such as `http://127.0.0.1:8080`.
+/// Parse a server URL such as `http://127.0.0.1:7878`.
 pub(crate) fn parse_base(url: &str) -> Result<reqwest::Url> {
     let parsed = reqwest::Url::parse(url.trim()).map_err(|e| {
         Error::InvalidInput(format!(
-            "server url {url:?} is not a URL (expected e.g. http://127.0.0.1:8080): {e}"
+            "server url {url:?} is not a URL (expected e.g. http://127.0.0.1:7878): {e}"
         ))
     })?;
     let mut parsed = parsed;
