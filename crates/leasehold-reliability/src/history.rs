@@ -95,7 +95,7 @@ impl Op {
             Outcome::Task(t) => format!("ok {}", brief(t)),
             Outcome::Tasks(ts) => format!(
                 "ok [{}]",
-                ts.iter().map(|t| brief(t)).collect::<Vec<_>>().join(", ")
+                ts.iter().map(brief).collect::<Vec<_>>().join(", ")
             ),
             Outcome::Found(Some(t)) => format!("found {}", brief(t)),
             Outcome::Found(None) => "found none".into(),

@@ -323,10 +323,12 @@ fn worker(sh: &Shared, store: HttpStore, name: String, seed: u64) {
                     held.insert(t.task_id.clone(), t.lease_token);
                 }
             }
-            Outcome::Error(code, _) if *code == leasehold_core::ErrorCode::LeaseConflict => {
-                if fence.is_some() && rng.gen_bool(0.5) {
-                    held.remove(&task);
-                }
+            Outcome::Error(code, _)
+                if *code == leasehold_core::ErrorCode::LeaseConflict
+                    && fence.is_some()
+                    && rng.gen_bool(0.5) =>
+            {
+                held.remove(&task);
             }
             _ => {}
         }

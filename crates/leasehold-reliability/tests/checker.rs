@@ -188,7 +188,7 @@ fn stored_history_that_disagrees_with_the_task_is_torn() {
     assert!(checker::check_stored(&t, std::slice::from_ref(&created)).is_empty());
     let mut torn = t.clone();
     torn.state = leasehold_core::TaskState::Dispatched;
-    assert!(!checker::check_stored(&torn, &[created.clone()]).is_empty());
+    assert!(!checker::check_stored(&torn, std::slice::from_ref(&created)).is_empty());
     assert!(!checker::check_stored(&t, &[]).is_empty());
 }
 

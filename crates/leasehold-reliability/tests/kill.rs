@@ -273,7 +273,7 @@ fn battery(
 }
 
 #[test]
-fn kill_9_of_the_server_on_sqlite_loses_no_acknowledged_operation() {
+fn kill_9_of_the_server_process_on_sqlite_loses_no_acknowledged_operation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.db");
     let p2 = path.clone();
@@ -290,7 +290,7 @@ fn kill_9_of_the_server_on_sqlite_loses_no_acknowledged_operation() {
 }
 
 #[test]
-fn kill_9_of_the_server_on_postgres_loses_no_acknowledged_operation() {
+fn kill_9_of_the_server_process_on_postgres_loses_no_acknowledged_operation() {
     let Some(cl) = leasehold_postgres::testing::shared() else {
         return;
     };

@@ -168,14 +168,14 @@ fn run(store: Arc<dyn Store>, backend: &str) {
 }
 
 #[test]
-fn paused_worker_on_sqlite_has_every_late_write_rejected() {
+fn paused_worker_process_on_sqlite_has_every_late_write_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let store = leasehold_sqlite::SqliteStore::open(dir.path().join("p.db")).unwrap();
     run(Arc::new(store), "sqlite");
 }
 
 #[test]
-fn paused_worker_on_postgres_has_every_late_write_rejected() {
+fn paused_worker_process_on_postgres_has_every_late_write_rejected() {
     let Some(cl) = leasehold_postgres::testing::shared() else {
         return;
     };

@@ -156,13 +156,13 @@ fn heartbeating_workers_are_never_reclaimed(db: &str, backend: &str) {
 }
 
 #[test]
-fn killed_worker_on_sqlite_is_rescued_within_ttl_plus_two_reaper_intervals() {
+fn killed_worker_process_on_sqlite_is_rescued_within_ttl_plus_two_reaper_intervals() {
     let dir = tempfile::tempdir().unwrap();
     killed_worker_is_rescued_in_time(dir.path().join("r.db").to_str().unwrap(), "sqlite");
 }
 
 #[test]
-fn killed_worker_on_postgres_is_rescued_within_ttl_plus_two_reaper_intervals() {
+fn killed_worker_process_on_postgres_is_rescued_within_ttl_plus_two_reaper_intervals() {
     let Some(cl) = leasehold_postgres::testing::shared() else {
         return;
     };
@@ -171,13 +171,13 @@ fn killed_worker_on_postgres_is_rescued_within_ttl_plus_two_reaper_intervals() {
 }
 
 #[test]
-fn heartbeating_workers_on_sqlite_are_never_reclaimed() {
+fn heartbeating_worker_processes_on_sqlite_are_never_reclaimed() {
     let dir = tempfile::tempdir().unwrap();
     heartbeating_workers_are_never_reclaimed(dir.path().join("h.db").to_str().unwrap(), "sqlite");
 }
 
 #[test]
-fn heartbeating_workers_on_postgres_are_never_reclaimed() {
+fn heartbeating_worker_processes_on_postgres_are_never_reclaimed() {
     let Some(cl) = leasehold_postgres::testing::shared() else {
         return;
     };
