@@ -2,10 +2,15 @@
 //! in the same run: what the database itself does with the least work that
 //! still means "a worker owns this task".
 //!
-//! - [`sqlite`]: a raw conditional `UPDATE … WHERE id = ? AND token = ?` on a
-//!   bare four-column table (WAL, the same `synchronous` setting), `--batch`
-//!   updates per transaction on one connection: SQLite has one writer, so
-//!   this is its ceiling. Each update's latency is its transaction's.
+//! - [`sqlite`]: a raw conditional `UPDATE` (WAL, the same `synchronous`
+//!   setting), `--batch N` updates per transaction on one connection: SQLite
+//!   has one writer, so this is its ceiling. By default the rows are
+//!   Leasehold's own `tasks` table (same columns and indexes, built by the
+//!   store's migrations) and the update is a heartbeat's (`lease_expires_at`,
+//!   `version`, `updated_at` `WHERE seq = ? AND version = ?`): the cost of
+//!   the same write with none of Leasehold's logic. `--bare` uses a
+//!   four-column table without secondary indexes instead: SQLite's absolute
+//!   ceiling. Each update's latency is its transaction's.
 //! - [`postgres`]: a raw claim + complete loop on a bare table, the classic
 //!   queue pattern: claim = `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
 //!   LOCKED LIMIT 1)` in its own transaction, complete = a fenced `UPDATE`.
@@ -45,6 +50,10 @@ pub fn sqlite(opts: &Options) -> Result<Report> {
         )));
     }
     let setup = Instant::now();
+    if !opts.bare {
+        // Leasehold's schema, built by the store's own migrations.
+        drop(leasehold_sqlite::SqliteStore::open(&path)?);
+    }
     let mut conn = rusqlite::Connection::open(&path).map_err(sq("open the database"))?;
     let sync = match opts.durability {
         Durability::Full => "FULL",
@@ -58,17 +67,32 @@ pub fn sqlite(opts: &Options) -> Result<Report> {
             "baseline-sqlite: journal mode {mode}"
         )));
     }
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync};
-         CREATE TABLE leases (id INTEGER PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires INTEGER);"
-    ))
-    .map_err(sq("create the table"))?;
+    conn.execute_batch(&format!("PRAGMA synchronous = {sync};"))
+        .map_err(sq("set synchronous"))?;
+    let (insert, update) = if opts.bare {
+        conn.execute_batch(
+            "CREATE TABLE leases (id INTEGER PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires INTEGER);",
+        )
+        .map_err(sq("create the table"))?;
+        (
+            "INSERT INTO leases (id, owner, token, expires) VALUES (?1 + 1, 'w', 0, 0)",
+            "UPDATE leases SET token = token + 1, expires = ?1 WHERE id = ?2 AND token = ?3",
+        )
+    } else {
+        (
+            "INSERT INTO tasks (seq, task_id, saga_id, state, queue, priority, metadata, \
+             compensations, notes, lease_owner, lease_token, lease_acquired_at, lease_expires_at, \
+             last_heartbeat_at, attempts, version, created_at, updated_at) \
+             VALUES (?1 + 1, 'task-' || ?1, 'saga-' || ?1, 'running', 'default', 0, '{}', '[]', '[]', \
+             'w', 1, 0, 1, 0, 1, 0, 0, 0)",
+            "UPDATE tasks SET lease_expires_at = ?1, last_heartbeat_at = ?1, version = version + 1, \
+             updated_at = ?1 WHERE seq = ?2 AND version = ?3",
+        )
+    };
     {
         let tx = conn.transaction().map_err(sq("begin"))?;
         {
-            let mut ins = tx
-                .prepare("INSERT INTO leases (id, owner, token, expires) VALUES (?1, 'w', 0, 0)")
-                .map_err(sq("prepare the insert"))?;
+            let mut ins = tx.prepare(insert).map_err(sq("prepare the insert"))?;
             for id in 0..opts.tasks {
                 ins.execute([id as i64]).map_err(sq("insert"))?;
             }
@@ -88,13 +112,11 @@ pub fn sqlite(opts: &Options) -> Result<Report> {
         let end = (id + opts.batch).min(opts.tasks);
         {
             let mut up = tx
-                .prepare_cached(
-                    "UPDATE leases SET token = token + 1, expires = ?1 WHERE id = ?2 AND token = ?3",
-                )
+                .prepare_cached(update)
                 .map_err(sq("prepare the update"))?;
             for i in id..end {
                 let n = up
-                    .execute([i as i64 + 1, i as i64, 0])
+                    .execute([i as i64 + 2, i as i64 + 1, 0])
                     .map_err(sq("update"))?;
                 if n != 1 {
                     return Err(Error::Internal(format!(

@@ -203,6 +203,8 @@ pub struct Options {
     pub batch: u64,
     /// `list_stale` calls for `stale-scan`.
     pub calls: u64,
+    /// `baseline-sqlite`: a bare four-column table instead of Leasehold's schema.
+    pub bare: bool,
     /// Show a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
 }
@@ -218,6 +220,7 @@ impl Options {
             durability: Durability::Full,
             batch: 1,
             calls: 2_000,
+            bare: false,
             progress: false,
         }
     }
@@ -237,9 +240,9 @@ impl Options {
         range("tasks", self.tasks, TASKS_MAX)?;
         range("batch", self.batch, 100_000)?;
         range("calls", self.calls, CALLS_MAX)?;
-        if self.batch != 1 && self.workload != Workload::BaselineSqlite {
+        if (self.batch != 1 || self.bare) && self.workload != Workload::BaselineSqlite {
             return Err(Error::InvalidInput(format!(
-                "--batch only applies to baseline-sqlite, not {}",
+                "--batch and --bare only apply to baseline-sqlite, not {}",
                 self.workload.as_str()
             )));
         }

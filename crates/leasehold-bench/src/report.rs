@@ -19,6 +19,9 @@ pub struct Report {
     pub tasks: u64,
     /// Updates per transaction (`baseline-sqlite`), else 1.
     pub batch: u64,
+    /// `baseline-sqlite` on a bare table (`--bare`) rather than Leasehold's schema.
+    #[serde(default)]
+    pub bare: bool,
     /// Timed operations completed.
     pub ops: u64,
     /// Wall time of the timed part, seconds.
@@ -52,7 +55,8 @@ impl Report {
             self.durability,
             self.workers,
             self.tasks,
-            if self.batch > 1 { format!(", batch {}", self.batch) } else { String::new() },
+            if self.batch > 1 { format!(", batch {}", self.batch) } else { String::new() }
+                + if self.bare { ", bare table" } else { "" },
             self.ops,
             self.seconds,
             self.ops_per_sec,

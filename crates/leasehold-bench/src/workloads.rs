@@ -199,6 +199,7 @@ pub(crate) fn report(
         workers: opts.workers,
         tasks: opts.tasks,
         batch: opts.batch,
+        bare: opts.bare,
         ops,
         seconds,
         ops_per_sec,

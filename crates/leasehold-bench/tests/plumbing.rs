@@ -77,6 +77,14 @@ fn baseline_sqlite_one_per_transaction_and_batched() {
     .unwrap();
     check(&r, "baseline-sqlite", 45);
     assert_eq!((r.batch, r.durability.as_str()), (10, "full"));
+    let r = run(&Options {
+        bare: true,
+        batch: 7,
+        ..tiny(Workload::BaselineSqlite, 30, 1)
+    })
+    .unwrap();
+    check(&r, "baseline-sqlite", 30);
+    assert!(r.bare);
 }
 
 #[test]

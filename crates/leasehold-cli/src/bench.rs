@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// stale-scan: list_stale calls.
     #[arg(long, default_value_t = 2_000)]
     pub calls: u64,
+    /// baseline-sqlite: a bare four-column table instead of Leasehold's schema.
+    #[arg(long)]
+    pub bare: bool,
 }
 
 /// Resolve the flags (no I/O).
@@ -62,6 +65,7 @@ pub fn options(args: &BenchArgs, db: Option<&str>) -> Result<Options> {
         durability,
         batch: args.batch,
         calls: args.calls,
+        bare: args.bare,
         progress: true,
         ..Options::new(workload)
     })
@@ -115,6 +119,7 @@ mod tests {
             durability: "normal".into(),
             batch: 1,
             calls: 3,
+            bare: false,
         }
     }
 

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Draw docs/benchmarks.svg from the JSON lines of bench/run.sh (stdlib only).
+
+Each bar is one run's ops_per_sec, drawn as a ratio to the baseline of the
+same run that it is judged against (the label says which), so the chart
+shows what docs/benchmarks.md claims: Leasehold relative to the physical
+limit of this machine, not absolute numbers that mostly describe the disk.
+
+usage: bench/chart.py [IN.jsonl] [OUT.svg]
+"""
+import json
+import sys
+from html import escape
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip().startswith("{")]
+
+
+def find(rows, **kw):
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()):
+            return r
+    return None
+
+
+def bars(rows):
+    """(label, value, baseline label, baseline value) for every comparison."""
+    out = []
+    raw1 = find(rows, workload="baseline-sqlite", durability="full", batch=1)
+    rawb = find(rows, workload="baseline-sqlite", durability="full", batch=100)
+    rawn = find(rows, workload="baseline-sqlite", durability="normal", batch=1)
+    cyc = find(rows, workload="cycle", backend="sqlite", durability="full", workers=32)
+    cycn = find(rows, workload="cycle", backend="sqlite", durability="normal", workers=32)
+    http = find(rows, workload="cycle", backend="http")
+    pgraw = find(rows, workload="baseline-postgres", workers=16)
+    pgcyc = find(rows, workload="cycle", backend="postgres")
+    if cyc and rawb:
+        out.append(("SQLite cycle writes/s, full, 32 workers", cyc["writes_per_sec"],
+                    "raw UPDATE, 100/tx, full", rawb["ops_per_sec"]))
+    if cyc and raw1:
+        out.append(("SQLite cycle writes/s, full, 32 workers", cyc["writes_per_sec"],
+                    "raw UPDATE, 1/tx, full", raw1["ops_per_sec"]))
+    if cycn and rawn:
+        out.append(("SQLite cycle writes/s, normal, 32 workers", cycn["writes_per_sec"],
+                    "raw UPDATE, 1/tx, normal", rawn["ops_per_sec"]))
+    if http and cyc:
+        out.append(("cycle via HTTP server, 64 conns", http["ops_per_sec"],
+                    "in-process cycle, 32 workers", cyc["ops_per_sec"]))
+    if pgcyc and pgraw:
+        out.append(("PostgreSQL cycle, 16 workers", pgcyc["ops_per_sec"],
+                    "raw SKIP LOCKED claim+complete, 16", pgraw["ops_per_sec"]))
+    for peer in ("graphile-worker", "pg-boss"):
+        p = find(rows, workload="peer-cycle", backend=peer)
+        pc = find(rows, workload="cycle", backend="postgres", workers=p["workers"]) if p else None
+        if p and pc:
+            out.append((f"PostgreSQL cycle, {p['workers']} workers", pc["ops_per_sec"],
+                        f"{peer} {p.get('version', '')}", p["ops_per_sec"]))
+    return out
+
+
+def svg(items):
+    w, row, left = 860, 46, 330
+    h = 60 + row * max(1, len(items))
+    top = max([v / b for _, v, _, b in items] + [1.0])
+    scale = (w - left - 90) / top
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        '<text x="10" y="22" font-size="15" font-weight="bold">'
+        "Leasehold as a ratio to the baseline of the same run (1.0 = baseline)</text>",
+    ]
+    x1 = left + scale
+    parts.append(f'<line x1="{x1:.1f}" y1="34" x2="{x1:.1f}" y2="{h - 8}" '
+                 'stroke="#c00" stroke-dasharray="4 3"/>')
+    for i, (label, v, base, b) in enumerate(items):
+        y = 40 + i * row
+        ratio = v / b
+        parts.append(f'<text x="10" y="{y + 14}">{escape(label)}</text>')
+        parts.append(f'<text x="10" y="{y + 30}" fill="#555">vs {escape(base)}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 4}" width="{ratio * scale:.1f}" height="26" '
+                     f'fill="{"#2a7" if ratio >= 1 else "#d84"}"/>')
+        parts.append(f'<text x="{left + ratio * scale + 6:.1f}" y="{y + 22}">'
+                     f'{ratio:.2f}× ({v:,.0f} vs {b:,.0f}/s)</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main():
+    src = sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.jsonl"
+    dst = sys.argv[2] if len(sys.argv) > 2 else "docs/benchmarks.svg"
+    rows = load(src)
+    peers = src.replace("latest.jsonl", "peers.jsonl")
+    try:
+        rows += load(peers)
+    except OSError:
+        pass
+    items = bars(rows)
+    if not items:
+        sys.exit(f"no comparable rows in {src}")
+    with open(dst, "w") as f:
+        f.write(svg(items))
+    print(f"wrote {dst} ({len(items)} bars)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
