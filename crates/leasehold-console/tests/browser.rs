@@ -6,7 +6,8 @@
 //! main ones are also copied to `docs/img/`.
 //!
 //! Without chromium/chromedriver the test prints a loud SKIPPED and passes,
-//! unless `CI` is set: then it fails (`.ci/browser.sh` installs them).
+//! unless `CI` is set: then it fails (`.ci/browser.sh` installs them). The
+//! name has "process" in it so nextest gives it two threads (chromium is heavy).
 //! `CHROMIUM` and `CHROMEDRIVER` override the binaries' paths.
 
 mod common;
@@ -229,7 +230,7 @@ fn login(b: &Browser, base: &str, secret: &str) {
 }
 
 #[test]
-fn browser_operator_quarantines_through_the_form_and_reader_cannot_act() {
+fn browser_process_operator_quarantines_through_the_form_and_reader_cannot_act() {
     let (Some(chromium), Some(chromedriver)) = (
         binary("CHROMIUM", "/usr/bin/chromium"),
         binary("CHROMEDRIVER", "/usr/bin/chromedriver"),
