@@ -111,8 +111,68 @@ const ROUTES: [(&str, &str); 14] = [
     ("POST", "/v1/tasks/t1/dispatch"),
 ];
 
+/// A store whose backing `MemoryStore` is swapped for a fresh one per fuzz
+/// input, so the router (whose OpenAPI document is costly to render) is
+/// built once per thread while every input still starts from the same state.
+#[derive(Default)]
+struct SwapStore(std::sync::RwLock<Arc<MemoryStore>>);
+
+impl SwapStore {
+    fn cur(&self) -> Arc<MemoryStore> {
+        self.0.read().expect("swap lock").clone()
+    }
+}
+
+impl Store for SwapStore {
+    fn create(&self, new: NewTask, ctx: &Context) -> leasehold_core::Result<Task> {
+        self.cur().create(new, ctx)
+    }
+    fn put(&self, t: Task, v: Option<u64>, ctx: &Context) -> leasehold_core::Result<Task> {
+        self.cur().put(t, v, ctx)
+    }
+    fn apply(&self, id: &str, cmd: Command, ctx: &Context) -> leasehold_core::Result<Task> {
+        self.cur().apply(id, cmd, ctx)
+    }
+    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> leasehold_core::Result<Vec<Task>> {
+        self.cur().claim(req, ctx)
+    }
+    fn reclaim(&self, max: u32, ctx: &Context) -> leasehold_core::Result<Vec<Task>> {
+        self.cur().reclaim(max, ctx)
+    }
+    fn get(&self, id: &str) -> leasehold_core::Result<Option<Task>> {
+        self.cur().get(id)
+    }
+    fn list(
+        &self,
+        f: &leasehold_core::ListFilter,
+        c: Option<&str>,
+        l: Option<u32>,
+    ) -> leasehold_core::Result<leasehold_core::Page> {
+        self.cur().list(f, c, l)
+    }
+    fn list_in_flight(&self) -> leasehold_core::Result<Vec<Task>> {
+        self.cur().list_in_flight()
+    }
+    fn list_stale(&self, now: Timestamp) -> leasehold_core::Result<Vec<Task>> {
+        self.cur().list_stale(now)
+    }
+    fn counts(&self) -> leasehold_core::Result<leasehold_core::Counts> {
+        self.cur().counts()
+    }
+    fn history(&self, id: &str) -> leasehold_core::Result<Vec<leasehold_core::HistoryEntry>> {
+        self.cur().history(id)
+    }
+}
+
+/// Per fuzzing thread: a runtime, the swappable store and the router over it.
+struct JsonRig {
+    rt: tokio::runtime::Runtime,
+    store: Arc<SwapStore>,
+    app: axum::Router,
+}
+
 thread_local! {
-    static RT: RefCell<Option<tokio::runtime::Runtime>> = const { RefCell::new(None) };
+    static RIG: RefCell<Option<JsonRig>> = const { RefCell::new(None) };
 }
 
 /// A store holding `t1`, leased by `w` with token 1, and a compensation.
@@ -143,29 +203,35 @@ pub fn json_request(data: &[u8]) {
         return;
     };
     let (method, path) = ROUTES[usize::from(sel) % ROUTES.len()];
-    let store = Arc::new(seeded_store());
-    let before = store.get("t1").expect("read").expect("seeded");
-    let state = leasehold_server::AppState::new(
-        store.clone(),
-        Arc::new(leasehold_server::SystemClock),
-        Arc::new(leasehold_server::TokenStore::open()),
-    );
-    let app = leasehold_server::router(state);
+    let seeded = Arc::new(seeded_store());
+    let before = seeded.get("t1").expect("read").expect("seeded");
     let req = axum::http::Request::builder()
         .method(method)
         .uri(path)
         .header("content-type", "application/json")
         .body(axum::body::Body::from(body.to_vec()))
         .expect("request");
-    let (status, bytes) = RT.with(|rt| {
-        let mut rt = rt.borrow_mut();
-        let rt = rt.get_or_insert_with(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
+    let (status, bytes) = RIG.with(|rig| {
+        let mut rig = rig.borrow_mut();
+        let rig = rig.get_or_insert_with(|| {
+            let store = Arc::new(SwapStore::default());
+            let state = leasehold_server::AppState::new(
+                store.clone(),
+                Arc::new(leasehold_server::SystemClock),
+                Arc::new(leasehold_server::TokenStore::open()),
+            );
+            JsonRig {
+                rt: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime"),
+                store,
+                app: leasehold_server::router(state),
+            }
         });
-        rt.block_on(async move {
+        *rig.store.0.write().expect("swap lock") = seeded.clone();
+        let app = rig.app.clone();
+        rig.rt.block_on(async move {
             let resp = app.oneshot(req).await.expect("infallible service");
             let status = resp.status().as_u16();
             let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
@@ -174,6 +240,7 @@ pub fn json_request(data: &[u8]) {
             (status, bytes)
         })
     });
+    let store = seeded;
     assert!(
         status < 500,
         "{method} {path} with {:?} answered {status}: {}",
