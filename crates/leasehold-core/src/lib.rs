@@ -35,5 +35,5 @@ pub use model::{
     Compensation, CompensationStatus, Fence, HistoryEntry, HistoryKind, NewCompensation, NewTask,
     Note, Task, TaskState,
 };
-pub use store::{BatchItem, ClaimRequest, Counts, ListFilter, Page, Store};
+pub use store::{BatchItem, ClaimRequest, Counts, ListFilter, Page, QueueCounts, Store};
 pub use time::Timestamp;

@@ -55,6 +55,10 @@ pub struct Page {
 /// Count of tasks per state; every state is present, zeros included.
 pub type Counts = BTreeMap<TaskState, u64>;
 
+/// Count of tasks per `(queue, state)`; only pairs with at least one task
+/// are present.
+pub type QueueCounts = BTreeMap<(String, TaskState), u64>;
+
 /// A `claim` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRequest {
@@ -197,6 +201,29 @@ pub trait Store: Send + Sync {
 
     /// Every change to a task, oldest first; `not_found` if the task does not exist.
     fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>>;
+
+    /// Number of tasks per queue and state (pairs with no task are absent),
+    /// e.g. for per-queue gauges. This default pages through every task
+    /// with [`Store::list`] (bounded memory, O(n) time); backends with a
+    /// counter table override it (SQLite: O(queues × states)).
+    fn queue_counts(&self) -> Result<QueueCounts> {
+        let mut out = QueueCounts::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list(
+                &ListFilter::default(),
+                cursor.as_deref(),
+                Some(LIST_LIMIT_MAX),
+            )?;
+            for t in &page.tasks {
+                *out.entry((t.queue.clone(), t.state)).or_default() += 1;
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
 
     /// Get a task or `not_found` naming it.
     fn require(&self, task_id: &str) -> Result<Task> {
@@ -472,6 +499,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn counts(&self) -> Result<Counts> {
         (**self).counts()
+    }
+    fn queue_counts(&self) -> Result<QueueCounts> {
+        (**self).queue_counts()
     }
     fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
         (**self).history(task_id)

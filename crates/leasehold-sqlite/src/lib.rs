@@ -112,7 +112,7 @@ use leasehold_core::machine::{self, Command, Context, Transition};
 use leasehold_core::memory::check_max_attempts;
 use leasehold_core::store::{
     check_batch_len, decode_cursor, empty_counts, encode_cursor, list_limit, BatchItem,
-    ClaimRequest, Counts, ListFilter, Page, Store,
+    ClaimRequest, Counts, ListFilter, Page, QueueCounts, Store,
 };
 use leasehold_core::{Error, HistoryEntry, NewTask, Result, Task, TaskState, Timestamp};
 use rusqlite::types::Value;
@@ -677,6 +677,35 @@ impl Store for SqliteStore {
                     Error::Internal(format!("{n} stored tasks have the unknown state {state:?}"))
                 })?;
                 c.insert(st, n as u64);
+            }
+            Ok(c)
+        })
+    }
+
+    fn queue_counts(&self) -> Result<QueueCounts> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(q::QUEUE_COUNTS)
+                .map_err(sql("count tasks per queue"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(sql("count tasks per queue"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sql("count tasks per queue"))?;
+            let mut c = QueueCounts::new();
+            for (queue, state, n) in rows {
+                let st: TaskState = state.parse().map_err(|_| {
+                    Error::Internal(format!(
+                        "{n} stored tasks of queue {queue:?} have the unknown state {state:?}"
+                    ))
+                })?;
+                c.insert((queue, st), n as u64);
             }
             Ok(c)
         })

@@ -205,6 +205,9 @@ pub fn claim_expired(n_queues: usize) -> String {
 /// (states × queues rows, independent of the number of tasks).
 pub const COUNTS: &str = "SELECT state, SUM(n) FROM task_counts GROUP BY state";
 
+/// Tasks per queue and state, non-zero pairs only (`task_counts`).
+pub const QUEUE_COUNTS: &str = "SELECT queue, state, n FROM task_counts WHERE n > 0";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -289,6 +289,14 @@ fn counts_table_tracks_every_write_and_is_built_for_old_databases() {
         }
         assert_eq!(c.values().sum::<u64>(), 30);
         assert_eq!(c[&TaskState::Quarantined], 8);
+        // Per queue and state: the counter table agrees with the model's
+        // definition (the trait's default, paging through every task).
+        let mut by_queue = std::collections::BTreeMap::new();
+        for t in &all {
+            *by_queue.entry((t.queue.clone(), t.state)).or_insert(0u64) += 1;
+        }
+        assert_eq!(s.queue_counts().unwrap(), by_queue);
+        assert_eq!(by_queue[&("q9".to_string(), TaskState::Planned)], 1);
     };
     check(&s);
     drop(s);
