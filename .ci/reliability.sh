@@ -69,7 +69,7 @@ case "$mode" in
     # cargo test, not nextest: the long tests run for minutes (nextest's
     # slow-test timeout would kill them), and one at a time so that timing
     # checks are not starved by each other.
-    LEASEHOLD_SOAK=1 cargo test -p leasehold-reliability --features failpoints \
+    LEASEHOLD_SOAK=1 cargo test -p leasehold-reliability --features failpoints --no-fail-fast \
       -- --test-threads 1 --nocapture 2>&1 | tee "${LEASEHOLD_SOAK_LOG:-/dev/null}" \
       | grep -E '^(race on|paused worker on|kill -9 on|rescue on|heartbeat soak on|store faults on|sqlite busy|postgres|fuzz fallback|test result|test .* FAILED)'
     step "reliability: long fuzz runs"
