@@ -7,6 +7,7 @@ shows what docs/benchmarks.md claims: Leasehold relative to the physical
 limit of this machine, not absolute numbers that mostly describe the disk.
 
 usage: bench/chart.py [IN.jsonl] [OUT.svg]
+       bench/chart.py --table IN.jsonl...   (markdown tables for docs/benchmarks.md)
 """
 import json
 import sys
@@ -61,34 +62,91 @@ def bars(rows):
 
 
 def svg(items):
-    w, row, left = 860, 46, 330
-    h = 60 + row * max(1, len(items))
-    top = max([v / b for _, v, _, b in items] + [1.0])
-    scale = (w - left - 90) / top
+    """Horizontal bars on a log scale (ratios span 0.1x to 30x)."""
+    import math
+    w, row, left = 900, 46, 330
+    h = 70 + row * max(1, len(items))
+    lo = 0.1
+    hi = max([v / b for _, v, _, b in items] + [2.0]) * 1.5
+    span = math.log10(hi) - math.log10(lo)
+    scale = (w - left - 170) / span
+
+    def x(r):
+        return left + (math.log10(max(r, lo)) - math.log10(lo)) * scale
+
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{w}" height="{h}" fill="white"/>',
         '<text x="10" y="22" font-size="15" font-weight="bold">'
-        "Leasehold as a ratio to the baseline of the same run (1.0 = baseline)</text>",
+        "Leasehold / baseline of the same run (log scale; red line = 1.0)</text>",
     ]
-    x1 = left + scale
-    parts.append(f'<line x1="{x1:.1f}" y1="34" x2="{x1:.1f}" y2="{h - 8}" '
+    for tick in (0.1, 0.3, 1, 3, 10, 30):
+        if tick <= hi:
+            parts.append(f'<text x="{x(tick):.1f}" y="{h - 6}" fill="#777" '
+                         f'text-anchor="middle">{tick:g}×</text>')
+    parts.append(f'<line x1="{x(1):.1f}" y1="34" x2="{x(1):.1f}" y2="{h - 20}" '
                  'stroke="#c00" stroke-dasharray="4 3"/>')
     for i, (label, v, base, b) in enumerate(items):
         y = 40 + i * row
         ratio = v / b
         parts.append(f'<text x="10" y="{y + 14}">{escape(label)}</text>')
         parts.append(f'<text x="10" y="{y + 30}" fill="#555">vs {escape(base)}</text>')
-        parts.append(f'<rect x="{left}" y="{y + 4}" width="{ratio * scale:.1f}" height="26" '
+        parts.append(f'<rect x="{left}" y="{y + 4}" width="{x(ratio) - left:.1f}" height="26" '
                      f'fill="{"#2a7" if ratio >= 1 else "#d84"}"/>')
-        parts.append(f'<text x="{left + ratio * scale + 6:.1f}" y="{y + 22}">'
+        parts.append(f'<text x="{x(ratio) + 6:.1f}" y="{y + 22}">'
                      f'{ratio:.2f}× ({v:,.0f} vs {b:,.0f}/s)</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
+def command(r):
+    """The command line that produced a row (see bench/run.sh, bench/peers.sh)."""
+    w = r.get("workload")
+    if w == "peer-cycle":
+        return f"bench/peers.sh  (node peers.js {r['backend']} … {r['tasks']} {r['workers']})"
+    if w == "server-memory":
+        return "bench/run.sh  (leasehold serve on the 1,000,000-task database; VmRSS after the read endpoints)"
+    parts = ["leasehold"]
+    if r["backend"] in ("postgres", "postgres-raw"):
+        parts.append("--db $PG_URL")
+    if w == "stale-scan":
+        parts.append("--db million.db")
+    parts += ["bench", w]
+    if r["backend"] == "http":
+        parts.append("--server $URL")
+    parts += [f"--workers {r['workers']}", f"--tasks {r['tasks']}"]
+    if r["durability"] in ("full", "normal"):
+        parts.append(f"--durability {r['durability']}")
+    if r.get("batch", 1) != 1:
+        parts.append(f"--batch {r['batch']}")
+    if r.get("bare"):
+        parts.append("--bare")
+    return " ".join(parts)
+
+
+def table(rows):
+    """A markdown table of every row, with its command."""
+    out = ["| workload | backend | durability | workers | ops/s | writes/s | p50 µs | p99 µs | command |",
+           "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r.get("workload") == "server-memory":
+            out.append(f"| server-memory | http | | | | | | | RSS {r['rss_kib'] / 1024:.0f} MiB, "
+                       f"peak {r['peak_rss_kib'] / 1024:.0f} MiB: `{command(r)}` |")
+            continue
+        out.append(
+            f"| {r['workload']} | {r['backend']} {r.get('version', '')} | {r['durability']} | "
+            f"{r['workers']} | {r['ops_per_sec']:,.0f} | {r['writes_per_sec']:,.0f} | "
+            f"{r['p50_us']:,} | {r['p99_us']:,} | `{command(r)}` |")
+    return "\n".join(out)
+
+
 def main():
+    if sys.argv[1:2] == ["--table"]:
+        for path in sys.argv[2:]:
+            print(table(load(path)))
+            print()
+        return
     src = sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.jsonl"
     dst = sys.argv[2] if len(sys.argv) > 2 else "docs/benchmarks.svg"
     rows = load(src)
