@@ -110,8 +110,6 @@ def command(r):
     parts = ["leasehold"]
     if r["backend"] in ("postgres", "postgres-raw"):
         parts.append("--db $PG_URL")
-    if w == "stale-scan":
-        parts.append("--db million.db")
     parts += ["bench", w]
     if r["backend"] == "http":
         parts.append("--server $URL")
