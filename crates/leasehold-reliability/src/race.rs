@@ -222,7 +222,7 @@ fn worker(sh: &Shared, store: HttpStore, name: String, seed: u64) {
                 held.remove(&task);
                 o
             }
-            (Some(f), 60..=65) => record_apply(
+            (Some(f), 60..=61) => record_apply(
                 sh,
                 &store,
                 &name,
@@ -232,7 +232,7 @@ fn worker(sh: &Shared, store: HttpStore, name: String, seed: u64) {
                     fence: Some(f.clone()),
                 },
             ),
-            (Some(f), 66..=68) => record_apply(
+            (Some(f), 62) => record_apply(
                 sh,
                 &store,
                 &name,
@@ -243,7 +243,7 @@ fn worker(sh: &Shared, store: HttpStore, name: String, seed: u64) {
                     fence: Some(f.clone()),
                 },
             ),
-            (Some(f), 69..=70) => record_apply(
+            (Some(f), 63) => record_apply(
                 sh,
                 &store,
                 &name,
@@ -253,7 +253,7 @@ fn worker(sh: &Shared, store: HttpStore, name: String, seed: u64) {
                     fence: Some(f.clone()),
                 },
             ),
-            (Some(f), 71..=72) => record_apply(
+            (Some(f), 64) => record_apply(
                 sh,
                 &store,
                 &name,
@@ -263,7 +263,7 @@ fn worker(sh: &Shared, store: HttpStore, name: String, seed: u64) {
                     fence: Some(f.clone()),
                 },
             ),
-            (Some(_), 73..=84) => {
+            (Some(_), 65..=79) => {
                 // Stall past the TTL while "holding" the lease.
                 std::thread::sleep(Duration::from_millis(
                     rng.gen_range(50..sh.ttl_us as u64 / 1000 + 150),
