@@ -52,6 +52,10 @@
 //! schema is versioned in `leasehold_schema` and built by ordered migrations
 //! ([`migrations`]), applied in one transaction; opening is idempotent, and a
 //! database newer than this code is refused with `invalid_input`.
+//! New files get [`PAGE_BYTES`] (2 KiB) pages: every commit copies each page
+//! it dirtied into the WAL, and a write dirties a few rows in many b-trees,
+//! so smaller pages mean fewer bytes per commit (measured in
+//! `docs/benchmarks.md`).
 //!
 //! **Indexes.** The hot paths are O(log n + k):
 //! - `tasks_claim (queue, priority DESC, seq) WHERE state IN ('planned',
