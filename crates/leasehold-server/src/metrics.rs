@@ -99,12 +99,14 @@ impl Metrics {
     /// The exposition text: counters, plus gauges read from `store` at `now`.
     pub fn render(&self, store: &dyn Store, now: Timestamp) -> leasehold_core::Result<String> {
         let counts = store.counts()?;
-        let in_flight = store.list_in_flight()?;
+        // Per-queue counts come from the store's own (indexed) counts, never
+        // from loading tasks: a scrape must stay cheap at millions of tasks.
+        let by_queue: BTreeMap<(String, TaskState), u64> = store
+            .queue_counts()?
+            .into_iter()
+            .filter(|((_, state), n)| !state.is_terminal() && *n > 0)
+            .collect();
         let stale = store.list_stale(now)?.len();
-        let mut by_queue: BTreeMap<(String, TaskState), u64> = BTreeMap::new();
-        for t in &in_flight {
-            *by_queue.entry((t.queue.clone(), t.state)).or_default() += 1;
-        }
         let mut out = String::new();
         let w = &mut out;
         header(
