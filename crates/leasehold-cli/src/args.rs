@@ -57,6 +57,12 @@ pub struct Cli {
     )]
     pub server_token: Option<String>,
 
+    /// Bearer token for `--server`, given before the command:
+    /// `leasehold --server URL --token T get ID`. After the command name,
+    /// `--token` is a lease's fencing token instead, so this flag is not global.
+    #[arg(long = "token", value_name = "SECRET")]
+    pub server_token_before_command: Option<String>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -424,6 +430,34 @@ mod tests {
             "b"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn token_before_the_command_is_the_server_token_and_after_it_the_fence() {
+        let cli = Cli::try_parse_from([
+            "leasehold",
+            "--server",
+            "http://127.0.0.1:7878",
+            "--token",
+            "lh_secret",
+            "heartbeat",
+            "t1",
+            "--owner",
+            "w1",
+            "--token",
+            "7",
+            "--ttl",
+            "30s",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.server_token_before_command.as_deref(),
+            Some("lh_secret")
+        );
+        match cli.command {
+            Command::Heartbeat(ref h) => assert_eq!(h.token, 7),
+            ref other => panic!("parsed as {other:?}"),
+        }
     }
 
     #[test]

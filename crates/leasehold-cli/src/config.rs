@@ -64,7 +64,12 @@ impl Config {
         let backend = match &cli.server {
             Some(url) => Backend::Server {
                 url: url.trim().to_string(),
-                token: Secret(cli.server_token.clone().unwrap_or_default()),
+                token: Secret(
+                    cli.server_token_before_command
+                        .clone()
+                        .or_else(|| cli.server_token.clone())
+                        .unwrap_or_default(),
+                ),
             },
             None => backend_from(cli.db.as_deref())?,
         };
