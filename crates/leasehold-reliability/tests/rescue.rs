@@ -16,6 +16,11 @@ use leasehold_reliability::sizes;
 use rand::{Rng, SeedableRng};
 
 const TTL_MS: u64 = 300;
+
+/// Whether an agent's `HB <sent> <verdict> <latency>` line is a success.
+fn hb_ok(line: &str) -> bool {
+    line.split_whitespace().nth(2) == Some("ok")
+}
 const REAPER_MS: u64 = 100;
 
 fn server(db: &str) -> ServerProc {
@@ -122,23 +127,28 @@ fn heartbeating_workers_are_never_reclaimed(db: &str, backend: &str) {
         for (id, a) in agents.iter_mut() {
             a.drain(Duration::from_millis(0));
             assert!(
-                !a.seen
-                    .iter()
-                    .any(|l| l.starts_with("HB ") && !l.ends_with(" ok")),
+                !a.seen.iter().any(|l| l.starts_with("HB ") && !hb_ok(l)),
                 "heartbeating worker on {id} was refused: {:?}",
                 a.seen
             );
         }
     }
     let mut heartbeats = 0;
+    let mut latencies: Vec<u64> = Vec::new();
     for (id, a) in agents.iter_mut() {
         a.kill9();
         a.drain(Duration::from_millis(50));
         heartbeats += a.seen.iter().filter(|l| l.starts_with("HB ")).count();
+        for l in a.seen.iter().filter(|l| l.starts_with("HB ")) {
+            let us: u64 = l
+                .split_whitespace()
+                .nth(3)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            latencies.push(us);
+        }
         assert!(
-            a.seen
-                .iter()
-                .all(|l| !l.starts_with("HB ") || l.ends_with(" ok")),
+            a.seen.iter().all(|l| !l.starts_with("HB ") || hb_ok(l)),
             "{:?}",
             a.seen
         );
@@ -148,7 +158,14 @@ fn heartbeating_workers_are_never_reclaimed(db: &str, backend: &str) {
             "heartbeating worker's task {id} was reclaimed: {hist:?}"
         );
     }
-    eprintln!("heartbeat soak on {backend}: {workers} workers for {soak:?}, {heartbeats} heartbeats, 0 reclaimed");
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+    eprintln!(
+        "heartbeat soak on {backend}: {workers} workers for {soak:?}, {heartbeats} heartbeats (latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms), 0 reclaimed",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
     assert!(
         heartbeats >= workers * (soak.as_millis() as usize / 400),
         "too few heartbeats: {heartbeats}"

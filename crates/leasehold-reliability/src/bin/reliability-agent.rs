@@ -7,7 +7,7 @@
 //!
 //! Usage: `[LEASEHOLD_TOKEN=…] reliability-agent --url URL --task ID --owner NAME --ttl-ms N --heartbeat-ms N`
 //!
-//! Output: `LEASED <token>`, `HB <sent_us> ok|<code>`, `COMPLETE <sent_us> ok|<code>`,
+//! Output: `LEASED <token>`, `HB <sent_us> ok|<code> <latency_us>`, `COMPLETE <sent_us> ok|<code>`,
 //! `FAIL <sent_us> ok|<code>`, `DONE`; `ERROR <message>` if the lease cannot be taken.
 
 use std::io::Write;
@@ -79,13 +79,15 @@ fn main() {
     loop {
         std::thread::sleep(every);
         let sent = Timestamp::now();
+        let started = std::time::Instant::now();
         let r = store.heartbeat(
             &task,
             &fence,
             sent.checked_add(ttl).expect("ttl"),
             &Context::new(sent, owner.as_str()),
         );
-        say(format!("HB {} {}", sent.as_micros(), verdict(&r)));
+        let took = started.elapsed().as_micros();
+        say(format!("HB {} {} {took}", sent.as_micros(), verdict(&r)));
         if r.is_err() {
             break;
         }
