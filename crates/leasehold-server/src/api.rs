@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use leasehold_core::{
     store, validate, ClaimRequest, CompensationStatus, Error, Fence, HistoryEntry, ListFilter,
@@ -987,17 +987,6 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The operator console (placeholder until the console lands).
-#[utoipa::path(get, path = "/", tag = "ops",
-    responses((status = 200, description = "HTML page", body = String, content_type = "text/html")))]
-pub async fn console() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Leasehold</title></head>\
-         <body><h1>Leasehold</h1><p>The operator console is not built yet. \
-         The API is under <code>/v1</code>; see <a href=\"/openapi.json\">/openapi.json</a>.</p></body></html>",
-    )
-}
-
 struct SecurityAddon;
 
 impl Modify for SecurityAddon {
@@ -1043,6 +1032,5 @@ pub fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
-        .routes(routes!(console))
         .split_for_parts()
 }

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod failpoint;
@@ -77,13 +78,22 @@ pub struct AppState {
     pub max_attempts: u32,
     /// The rendered OpenAPI document (filled by [`router`]).
     pub openapi: Arc<String>,
+    /// Recent writes for the console's overview, fed by `store` (which
+    /// [`AppState::new`] wraps in a `leasehold_console::RecordingStore`).
+    pub console_events: Arc<leasehold_console::EventLog>,
 }
 
 impl AppState {
     /// State with default settings: wall-clock trust off, max attempts 5.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, tokens: Arc<TokenStore>) -> AppState {
+        let console_events = Arc::new(leasehold_console::EventLog::new());
+        let store: Arc<dyn Store> = Arc::new(leasehold_console::RecordingStore::new(
+            store,
+            console_events.clone(),
+        ));
         AppState {
             store,
+            console_events,
             clock,
             tokens,
             metrics: Arc::new(metrics::Metrics::new()),
@@ -207,6 +217,7 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// The whole HTTP API over `state`: routes, auth, metrics, body limit,
 /// catch-panic, request ids and request logs.
 pub fn router(mut state: AppState) -> axum::Router {
+    let console = console::console_state(&state);
     let (routes, api) = api::build();
     state.openapi = Arc::new(api.to_pretty_json().unwrap_or_else(|_| "{}".to_string()));
     let prefix = {
@@ -224,6 +235,9 @@ pub fn router(mut state: AppState) -> axum::Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        // The operator console owns `/` and its pages; its own sessions and
+        // CSRF tokens replace bearer auth there.
+        .merge(leasehold_console::router(console))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(

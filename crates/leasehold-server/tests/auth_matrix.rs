@@ -31,7 +31,6 @@ const WHO: [Who; 6] = [
 
 /// (method, route template, expected status for NoToken, BadToken, Reader, WorkerOwn, WorkerOther, Operator).
 const MATRIX: &[(&str, &str, [u16; 6])] = &[
-    ("GET", "/", [200, 200, 200, 200, 200, 200]),
     ("GET", "/healthz", [200, 200, 200, 200, 200, 200]),
     ("GET", "/readyz", [200, 200, 200, 200, 200, 200]),
     ("GET", "/openapi.json", [200, 200, 200, 200, 200, 200]),

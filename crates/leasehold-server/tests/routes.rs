@@ -370,7 +370,10 @@ async fn operational_endpoints() {
     let r = app.call("GET", "/openapi.json", None, None).await;
     assert_eq!(r.status, 200);
     assert!(r.json["paths"]["/v1/claim"]["post"].is_object());
+    // The console owns `/`: without a console session it sends you to log in.
     let r = app.call("GET", "/", None, None).await;
+    assert_eq!(r.status, 303);
+    let r = app.call("GET", "/login", None, None).await;
     assert_eq!(r.status, 200);
     assert!(r.text.contains("Leasehold"));
 
