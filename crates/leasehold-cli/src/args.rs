@@ -114,6 +114,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Manage the server's bearer tokens (create, list, revoke).
     Token(crate::token::TokenArgs),
+    /// Run a server with simulated workers (crashes, hangs, failures) and print the console URL.
+    Demo(crate::demo::DemoArgs),
     /// Measure throughput and latency (workloads and raw baselines); see docs/benchmarks.md.
     Bench(crate::bench::BenchArgs),
 }

@@ -11,6 +11,7 @@ mod backend;
 mod bench;
 mod commands;
 mod config;
+mod demo;
 mod import;
 mod output;
 mod serve;
@@ -34,6 +35,9 @@ fn main() -> ExitCode {
         args::Command::Serve(_) | args::Command::Token(_)
     ) {
         return serve::main(cli);
+    }
+    if matches!(cli.command, args::Command::Demo(_)) {
+        return demo::main(cli);
     }
     if let args::Command::Bench(b) = &cli.command {
         return match bench::run(b, cli.db.as_deref(), cli.json) {

@@ -48,9 +48,11 @@ pub fn run(command: Command, cfg: &Config) -> Result<Reply> {
         Command::Stale => maintenance::stale(store, cfg),
         Command::Reclaim(a) => maintenance::reclaim(store, cfg, a),
         Command::Import(a) => crate::import::run(store, cfg, &a.path).map(Reply::Import),
-        Command::Serve(_) | Command::Token(_) | Command::Bench(_) => Err(Error::Internal(
-            "serve, token and bench are run by main, not against an open store".into(),
-        )),
+        Command::Serve(_) | Command::Token(_) | Command::Demo(_) | Command::Bench(_) => {
+            Err(Error::Internal(
+                "serve, token, bench and demo are run by main, not against an open store".into(),
+            ))
+        }
     }
 }
 
