@@ -23,6 +23,13 @@ use leasehold_core::{
 };
 
 const OPERATOR: &str = "lh_browser_operator_secret";
+/// A reader's page posting a quarantine with its own session's CSRF token.
+const FORGED_POST: &str = r#"const done = arguments[arguments.length - 1];
+   const csrf = document.querySelector('input[name=csrf]').value;
+   fetch('/actions/quarantine', { method: 'POST',
+     headers: { 'content-type': 'application/x-www-form-urlencoded' },
+     body: 'task_id=pay-011&reason=forged&csrf=' + encodeURIComponent(csrf) })
+   .then(r => done(r.status), e => done(String(e)));"#;
 const READER: &str = "lh_browser_reader_secret";
 
 fn binary(env: &str, default: &str) -> Option<PathBuf> {
@@ -326,10 +333,10 @@ fn browser_process_operator_quarantines_through_the_form_and_reader_cannot_act()
     assert!(b.text(&b.find("#history")).contains("alice-ops"));
 
     // The change as the store (what the API reads) has it.
-    let t = store.get("pay-004").unwrap().unwrap();
-    assert_eq!(t.state, TaskState::Quarantined);
+    let q = store.get("pay-004").unwrap().unwrap();
+    assert_eq!(q.state, TaskState::Quarantined);
     assert_eq!(
-        t.terminal_reason.as_deref(),
+        q.terminal_reason.as_deref(),
         Some("worker-b loops on the payments migration")
     );
     let last = store.history("pay-004").unwrap().pop().unwrap();
@@ -359,14 +366,7 @@ fn browser_process_operator_quarantines_through_the_form_and_reader_cannot_act()
     );
     assert!(b.find_all(r#"form[action^="/actions/"]"#).is_empty());
     b.screenshot(&shots.join("task-detail-reader.png"));
-    let status = b.execute_async(
-        r#"const done = arguments[arguments.length - 1];
-           const csrf = document.querySelector('input[name=csrf]').value;
-           fetch('/actions/quarantine', { method: 'POST',
-             headers: { 'content-type': 'application/x-www-form-urlencoded' },
-             body: 'task_id=pay-003&reason=forged&csrf=' + encodeURIComponent(csrf) })
-           .then(r => done(r.status), e => done(String(e)));"#,
-    );
+    let status = b.execute_async(&FORGED_POST.replace("pay-011", "pay-003"));
     assert_eq!(status, serde_json::json!(403));
     assert_eq!(
         store.get("pay-003").unwrap().unwrap().state,
@@ -420,6 +420,66 @@ fn browser_process_operator_quarantines_through_the_form_and_reader_cannot_act()
         serde_json::json!("same page"),
         "refreshed in place, not reloaded"
     );
+
+    // Last (its session cookie replaces the one above: cookies ignore ports):
+    // the same flow on the real server (`leasehold serve` mounts the console
+    // at `/`, tokens from its token store), checked through the HTTP API.
+    let api = leasehold_server::testing::TestServer::start_with_clock(
+        store.clone(),
+        false,
+        Arc::new(leasehold_server::ManualClock::new(t("10:00:00"))),
+    );
+    b.goto(&format!("{}/", api.url()));
+    b.wait_for_url("/login");
+    b.type_text(&b.find("#token"), &api.operator_token());
+    b.click(&b.find("#login"));
+    b.wait_until("the login on the server", |b| {
+        !b.current_url().contains("/login")
+    });
+    b.goto(&format!("{}/task?id=pay-012", api.url()));
+    b.type_text(&b.find("#quarantine-reason"), "duplicate of pay-011");
+    b.click(&b.find("#do-quarantine"));
+    b.wait_for_url("done=quarantine");
+    let http = reqwest::blocking::Client::new();
+    let bearer = format!("Bearer {}", api.operator_token());
+    let task: serde_json::Value = http
+        .get(format!("{}/v1/tasks/pay-012", api.url()))
+        .header("authorization", &bearer)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(task["state"], "quarantined", "{task}");
+    assert_eq!(task["terminal_reason"], "duplicate of pay-011");
+    let history: serde_json::Value = http
+        .get(format!("{}/v1/tasks/pay-012/history", api.url()))
+        .header("authorization", &bearer)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "quarantined", "{last}");
+    assert_eq!(last["actor"], "operator", "the server token's name: {last}");
+    // A reader token of the server: no action, and a forged post is 403.
+    let reader = api.add_token("dana-reader", leasehold_server::Role::Reader);
+    b.click(&b.find("header form button"));
+    b.wait_until("the logout on the server", |b| {
+        b.current_url().ends_with("/login")
+    });
+    b.type_text(&b.find("#token"), &reader);
+    b.click(&b.find("#login"));
+    b.wait_until("the reader login on the server", |b| {
+        !b.current_url().contains("/login")
+    });
+    b.goto(&format!("{}/task?id=pay-011", api.url()));
+    assert!(b.find_all("form.act").is_empty());
+    assert_eq!(b.execute_async(FORGED_POST), serde_json::json!(403));
+    assert_eq!(
+        store.get("pay-011").unwrap().unwrap().state,
+        TaskState::Planned
+    );
+    drop(api);
 
     if std::env::var_os("LEASEHOLD_DOCS_SCREENSHOTS").is_some() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img");
