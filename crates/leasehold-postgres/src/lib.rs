@@ -75,7 +75,7 @@ use leasehold_core::{
 use postgres::error::SqlState;
 
 pub use pool::PoolStats;
-use pool::{Fail, Pool, PoolConfig, Tx};
+use pool::{Committed, Fail, Pool, PoolConfig, Tx};
 use rows::{
     history_from_row, insert_params, task_from_row, FirstEntry, Queries, TaskParams, WriteBatch,
 };
@@ -221,7 +221,7 @@ impl PgStore {
                 opts.pool_size
             )));
         }
-        let mut pg = postgres::Config::from_str(&url).map_err(|e| {
+        let mut pg = tokio_postgres::Config::from_str(&url).map_err(|e| {
             Error::InvalidInput(format!(
                 "invalid PostgreSQL connection string (expected postgres://user@host:port/db): {e}"
             ))
@@ -243,15 +243,12 @@ impl PgStore {
         if !options.is_empty() {
             pg.options(&options);
         }
-        let pool = Pool::new(PoolConfig {
-            pg,
-            size: opts.pool_size,
-            checkout_timeout: opts.checkout_timeout,
-            retries: opts.retries,
-        });
         {
-            let mut conn = pool.get()?;
-            let client = conn.client();
+            // Migrations use a plain blocking client of their own, once.
+            let mut client = postgres::Config::from(pg.clone())
+                .connect(postgres::NoTls)
+                .map_err(|e| pool::connect_error(&e))?;
+            let client = &mut client;
             let enc: String = client
                 .query_one("SHOW server_encoding", &[])
                 .map_err(|e| error::to_error(&e, "checking the server encoding"))?
@@ -263,6 +260,12 @@ impl PgStore {
             }
             schema::migrate(client, &schema)?;
         }
+        let pool = Pool::new(PoolConfig {
+            pg,
+            size: opts.pool_size,
+            checkout_timeout: opts.checkout_timeout,
+            retries: opts.retries,
+        });
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
@@ -313,19 +316,26 @@ impl Inner {
         if rows == 0 && entries == 0 {
             return Ok(());
         }
-        let row = match tx.query(&self.q.write_batch, &batch.params()) {
-            Ok(row) => row,
+        // The write goes out with COMMIT (one round trip). The statement
+        // itself refuses (SQLSTATE 21000, see `Queries::write_batch`) to
+        // write anything unless every row matched its version and every
+        // history entry went in, so nothing partial can be committed.
+        let row = match tx.query_commit(&self.q.write_batch, &batch.params())? {
+            Committed::Done(row) => row,
+            Committed::RolledBack(e) if e.code() == Some(&SqlState::CARDINALITY_VIOLATION) => {
+                return Err(Fail::Again("a task changed between read and write"))
+            }
             // Only `put` can change a unique column (the saga id) of a row.
-            Err(e) if items.len() == 1 => return Err(unique_to_exists(e, &items[0].2.task)),
-            Err(e) => return Err(Fail::Pg(e)),
+            Committed::RolledBack(e) if items.len() == 1 => {
+                return Err(unique_to_exists(e, &items[0].2.task))
+            }
+            Committed::RolledBack(e) => return Err(Fail::Pg(e)),
         };
         let (updated, inserted): (i64, i64) = (row[0].get(0), row[0].get(1));
-        if updated as usize != rows {
-            return Err(Fail::Again("a task changed between read and write"));
-        }
-        if inserted as usize != entries {
+        if updated as usize != rows || inserted as usize != entries {
             return Err(Fail::Domain(Error::Internal(format!(
-                "wrote {inserted} history entries, expected {entries}"
+                "committed {updated} rows and {inserted} history entries, expected {rows} and \
+                 {entries} (the write statement's own check failed)"
             ))));
         }
         Ok(())
@@ -342,14 +352,16 @@ impl Inner {
             ))
         })?;
         let h = FirstEntry::new(h)?;
-        match tx.execute(&self.q.insert_task, &insert_params(&p, &h)) {
-            Ok(1) => Ok(Ok(())),
-            Ok(n) => Err(Fail::Domain(Error::Internal(format!(
-                "insert of task {:?} wrote {n} history entries",
-                t.task.task_id
+        // Sent with COMMIT: the insert is the transaction's last statement.
+        match tx.query_commit(&self.q.insert_task, &insert_params(&p, &h))? {
+            Committed::Done(rows) if rows.len() == 1 => Ok(Ok(())),
+            Committed::Done(rows) => Err(Fail::Domain(Error::Internal(format!(
+                "insert of task {:?} wrote {} history entries",
+                t.task.task_id,
+                rows.len()
             )))),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Err(e)),
-            Err(e) => Err(Fail::Pg(e)),
+            Committed::RolledBack(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Err(e)),
+            Committed::RolledBack(e) => Err(Fail::Pg(e)),
         }
     }
 
@@ -464,16 +476,17 @@ impl Store for PgStore {
         let limit = i64::from(req.limit);
         let me = &self.inner;
         me.pool.write("claim", |tx| {
-            let mut candidates = Vec::new();
-            for i in 0..2 {
-                let rows = if let [queue] = queues.as_slice() {
-                    tx.query(&me.q.claim_one[i], &[queue, &now, &limit])?
-                } else {
-                    tx.query(&me.q.claim_many[i], &[&queues, &now, &limit])?
-                };
-                for row in &rows {
-                    candidates.push(task_from_row(row)?);
-                }
+            // BEGIN and both candidate queries in one round trip.
+            let (ready, expired) = if let [queue] = queues.as_slice() {
+                let p: [&(dyn postgres::types::ToSql + Sync); 3] = [queue, &now, &limit];
+                tx.query_pair((&me.q.claim_one[0], &p), (&me.q.claim_one[1], &p))?
+            } else {
+                let p: [&(dyn postgres::types::ToSql + Sync); 3] = [&queues, &now, &limit];
+                tx.query_pair((&me.q.claim_many[0], &p), (&me.q.claim_many[1], &p))?
+            };
+            let mut candidates = Vec::with_capacity(ready.len() + expired.len());
+            for row in ready.iter().chain(&expired) {
+                candidates.push(task_from_row(row)?);
             }
             // The model's order: priority descending, then creation order.
             candidates.sort_by_key(|(seq, t)| (std::cmp::Reverse(t.priority), *seq));

@@ -10,31 +10,94 @@
 //! connections when one of them turns out dead.
 
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join;
 use leasehold_core::Error;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{Row, Statement};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{Client, Connection, NoTls, Socket};
 
 use crate::error::{classify, describe, to_error, Class};
+
+/// The socket half of a connection: polled only inside [`Link::block_on`],
+/// in the calling thread (no background thread, no hand-off per message).
+type Driver = Pin<Box<Connection<Socket, NoTlsStream>>>;
+
+/// What runs the futures of one connection: a current-thread runtime and the
+/// connection's socket driver (`None` once the connection ended).
+struct Link {
+    rt: tokio::runtime::Runtime,
+    driver: Option<Driver>,
+}
+
+impl Link {
+    /// Run `fut` to completion in this thread, driving the socket meanwhile.
+    /// Several requests started in `fut` (see `join`) go out back to back
+    /// before any answer is awaited: that is the pipelining.
+    fn block_on<T>(
+        &mut self,
+        fut: impl Future<Output = Result<T, postgres::Error>>,
+    ) -> Result<T, postgres::Error> {
+        let driver = &mut self.driver;
+        let mut fut = pin!(fut);
+        self.rt.block_on(poll_fn(|cx| {
+            if let Some(d) = driver.as_mut() {
+                loop {
+                    match d.as_mut().poll_message(cx) {
+                        // Notices and notifications: nothing listens for them.
+                        Poll::Ready(Some(Ok(_))) => continue,
+                        Poll::Ready(Some(Err(e))) => {
+                            *driver = None;
+                            return Poll::Ready(Err(e));
+                        }
+                        Poll::Ready(None) => {
+                            // Dropping the driver fails the pending requests.
+                            *driver = None;
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            fut.as_mut().poll(cx)
+        }))
+    }
+}
 
 /// One open connection and the statements prepared on it.
 pub(crate) struct Conn {
     client: Client,
+    link: Link,
     stmts: HashMap<String, Statement>,
     /// Set when an error showed the socket is unusable.
     broken: bool,
 }
 
+/// Prepare `sql` once per connection (statements are schema-qualified, so
+/// no `search_path` is ever set).
+fn prepared(
+    client: &Client,
+    link: &mut Link,
+    stmts: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = stmts.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = link.block_on(client.prepare(sql))?;
+    stmts.insert(sql.to_string(), s.clone());
+    Ok(s)
+}
+
 impl Conn {
-    fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        if let Some(s) = self.stmts.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.client.prepare(sql)?;
-        self.stmts.insert(sql.to_string(), s.clone());
-        Ok(s)
+    fn is_closed(&self) -> bool {
+        self.link.driver.is_none() || self.client.is_closed()
     }
 
     /// Run a query outside a transaction (a single statement is atomic).
@@ -43,50 +106,114 @@ impl Conn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, postgres::Error> {
-        let st = self.prepared(sql)?;
-        self.client.query(&st, params)
+        let st = prepared(&self.client, &mut self.link, &mut self.stmts, sql)?;
+        self.link.block_on(self.client.query(&st, params))
     }
+}
 
-    /// The raw client, for migrations.
-    pub(crate) fn client(&mut self) -> &mut Client {
-        &mut self.client
-    }
+/// Where a [`Tx`] stands. BEGIN is not sent on its own: it goes out with the
+/// first statement. COMMIT goes out with the last write when the body says
+/// so ([`Tx::query_commit`]), else after the body returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxState {
+    NotBegun,
+    Open,
+    /// COMMIT was sent with the last statement (and answered).
+    Ended,
 }
 
 /// A transaction on a pooled connection, with cached statements.
 pub(crate) struct Tx<'a> {
-    tx: postgres::Transaction<'a>,
+    client: &'a Client,
+    link: &'a mut Link,
     stmts: &'a mut HashMap<String, Statement>,
+    state: TxState,
+}
+
+/// The outcome of a statement sent together with COMMIT.
+pub(crate) enum Committed<T> {
+    /// The statement succeeded and the transaction committed.
+    Done(T),
+    /// The statement failed inside the database: the transaction rolled back
+    /// and nothing of it was applied. The error is the statement's.
+    RolledBack(postgres::Error),
 }
 
 impl Tx<'_> {
     fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        if let Some(s) = self.stmts.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.tx.prepare(sql)?;
-        self.stmts.insert(sql.to_string(), s.clone());
-        Ok(s)
+        prepared(self.client, self.link, self.stmts, sql)
     }
 
-    /// Rows of a query.
+    /// Rows of a query (the transaction's BEGIN rides with the first one).
     pub(crate) fn query(
         &mut self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, postgres::Error> {
         let st = self.prepared(sql)?;
-        self.tx.query(&st, params)
+        self.run(self.client.query(&st, params))
     }
 
-    /// Number of rows a statement changed.
-    pub(crate) fn execute(
+    /// Rows of two queries, sent back to back in one round trip (with BEGIN
+    /// if it was not sent yet); the second runs after the first.
+    pub(crate) fn query_pair(
+        &mut self,
+        a: (&str, &[&(dyn ToSql + Sync)]),
+        b: (&str, &[&(dyn ToSql + Sync)]),
+    ) -> Result<(Vec<Row>, Vec<Row>), postgres::Error> {
+        let (sa, sb) = (self.prepared(a.0)?, self.prepared(b.0)?);
+        let client = self.client;
+        let (ra, rb) = self.run(async {
+            Ok(join(client.query(&sa, a.1), client.query(&sb, b.1)).await)
+        })?;
+        Ok((ra?, rb?))
+    }
+
+    /// Send `fut`'s request(s), preceded by BEGIN when not yet begun.
+    fn run<T>(
+        &mut self,
+        fut: impl Future<Output = Result<T, postgres::Error>>,
+    ) -> Result<T, postgres::Error> {
+        debug_assert_ne!(self.state, TxState::Ended, "statement after commit");
+        if self.state == TxState::NotBegun {
+            self.state = TxState::Open;
+            let client = self.client;
+            let (b, r) = self
+                .link
+                .block_on(async { Ok(join(client.batch_execute("BEGIN"), fut).await) })?;
+            b?;
+            return r;
+        }
+        self.link.block_on(fut)
+    }
+
+    /// Run the transaction's last statement and COMMIT in one round trip.
+    /// `Err` means the outcome is unknown only when the error has no SQLSTATE
+    /// (the connection broke with both in flight): the caller reports it so.
+    pub(crate) fn query_commit(
         &mut self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, postgres::Error> {
+    ) -> Result<Committed<Vec<Row>>, Fail> {
         let st = self.prepared(sql)?;
-        self.tx.execute(&st, params)
+        let client = self.client;
+        let begun = self.state != TxState::NotBegun;
+        self.state = TxState::Ended;
+        let (rows, commit) = if begun {
+            self.link.block_on(async {
+                Ok(join(client.query(&st, params), client.batch_execute("COMMIT")).await)
+            })?
+        } else {
+            // Nothing read in this transaction: the statement alone is atomic.
+            (self.link.block_on(client.query(&st, params)), Ok(()))
+        };
+        match (rows, commit) {
+            (Ok(rows), Ok(())) => Ok(Committed::Done(rows)),
+            // A statement the database refused aborted the transaction, and
+            // PostgreSQL answers the COMMIT of an aborted one with a rollback.
+            (Err(e), _) if e.code().is_some() => Ok(Committed::RolledBack(e)),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(Fail::Commit(e)),
+        }
     }
 }
 
@@ -100,6 +227,9 @@ pub(crate) enum Fail {
     /// Run the whole transaction again (e.g. an insert lost a race and the
     /// row now exists, so the operation becomes an update).
     Again(&'static str),
+    /// COMMIT (or the statement sent with it) failed without an answer from
+    /// the database, or the database refused the COMMIT itself.
+    Commit(postgres::Error),
 }
 
 impl From<Error> for Fail {
@@ -116,7 +246,7 @@ impl From<postgres::Error> for Fail {
 
 /// Pool settings taken from `PgOptions`.
 pub(crate) struct PoolConfig {
-    pub(crate) pg: postgres::Config,
+    pub(crate) pg: tokio_postgres::Config,
     pub(crate) size: u32,
     pub(crate) checkout_timeout: Duration,
     pub(crate) retries: u32,
@@ -207,7 +337,7 @@ impl Pool {
         let mut st = self.lock();
         loop {
             while let Some(conn) = st.idle.pop() {
-                if conn.client.is_closed() {
+                if conn.is_closed() {
                     st.open -= 1;
                     self.bump(|s| s.dropped_broken += 1);
                     continue;
@@ -220,16 +350,12 @@ impl Pool {
             if st.open < self.cfg.size {
                 st.open += 1;
                 drop(st);
-                return match self.cfg.pg.connect(NoTls) {
-                    Ok(client) => {
+                return match self.open() {
+                    Ok(conn) => {
                         self.bump(|s| s.connects += 1);
                         Ok(Pooled {
                             pool: self,
-                            conn: Some(Conn {
-                                client,
-                                stmts: HashMap::new(),
-                                broken: false,
-                            }),
+                            conn: Some(conn),
                         })
                     }
                     Err(e) => {
@@ -237,15 +363,7 @@ impl Pool {
                         st.open -= 1;
                         drop(st);
                         self.freed.notify_one();
-                        Err(match classify(&e) {
-                            Class::Internal | Class::BadInput | Class::Unique => Error::Internal(
-                                format!("cannot connect to postgres: {}", describe(&e)),
-                            ),
-                            _ => Error::Unavailable(format!(
-                                "cannot connect to postgres: {}; retry later",
-                                describe(&e)
-                            )),
-                        })
+                        Err(e)
                     }
                 };
             }
@@ -265,9 +383,29 @@ impl Pool {
         }
     }
 
+    /// Open a connection in this thread, with its own current-thread runtime.
+    fn open(&self) -> Result<Conn, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start a postgres connection runtime: {e}")))?;
+        let (client, driver) = rt
+            .block_on(self.cfg.pg.connect(NoTls))
+            .map_err(|e| connect_error(&e))?;
+        Ok(Conn {
+            client,
+            link: Link {
+                rt,
+                driver: Some(Box::pin(driver)),
+            },
+            stmts: HashMap::new(),
+            broken: false,
+        })
+    }
+
     fn put_back(&self, conn: Conn) {
         let mut st = self.lock();
-        if conn.broken || conn.client.is_closed() {
+        if conn.broken || conn.is_closed() {
             st.open -= 1;
             // A server restart kills every idle connection at once; reusing
             // them one by one would fail one call per connection.
@@ -299,37 +437,67 @@ impl Pool {
             let failure = {
                 let Conn {
                     client,
+                    link,
                     stmts,
                     broken,
                 } = &mut *conn;
-                match client.transaction() {
-                    Err(e) => Fail::Pg(e),
-                    Ok(tx) => {
-                        let mut tx = Tx { tx, stmts };
-                        match body(&mut tx) {
-                            Ok(v) => match tx.tx.commit() {
-                                Ok(()) => return Ok(v),
-                                Err(e) => {
-                                    // The commit's outcome is unknown if the
-                                    // connection broke while it was in flight.
-                                    if classify(&e) == Class::Unavailable {
-                                        *broken = true;
-                                        return Err(Error::Unavailable(format!(
-                                            "postgres connection lost while committing {what}; \
-                                             the change may or may not have been applied: {}",
-                                            describe(&e)
-                                        )));
-                                    }
-                                    Fail::Pg(e)
-                                }
-                            },
-                            Err(f) => f,
+                let mut tx = Tx {
+                    client,
+                    link,
+                    stmts,
+                    state: TxState::NotBegun,
+                };
+                let outcome = body(&mut tx);
+                let state = tx.state;
+                match (outcome, state) {
+                    (Ok(v), TxState::Ended | TxState::NotBegun) => return Ok(v),
+                    (Ok(v), TxState::Open) => {
+                        match link.block_on(client.batch_execute("COMMIT")) {
+                            Ok(()) => return Ok(v),
+                            Err(e) => Fail::Commit(e),
                         }
                     }
+                    (Err(f), TxState::Open) => {
+                        // Release the row locks before the connection goes back.
+                        // If that fails the connection is unusable (the
+                        // body's answer still stands).
+                        if link.block_on(client.batch_execute("ROLLBACK")).is_err() {
+                            *broken = true;
+                        }
+                        f
+                    }
+                    (Err(f), _) => f,
                 }
             };
             match failure {
                 Fail::Domain(e) => return Err(e),
+                Fail::Commit(e) => {
+                    // The outcome is unknown if the connection broke while
+                    // the commit was in flight.
+                    if classify(&e) == Class::Unavailable && e.code().is_none() {
+                        conn.broken = true;
+                        return Err(Error::Unavailable(format!(
+                            "postgres connection lost while committing {what}; \
+                             the change may or may not have been applied: {}",
+                            describe(&e)
+                        )));
+                    }
+                    if classify(&e) == Class::Unavailable {
+                        conn.broken = true;
+                        return Err(to_error(&e, what));
+                    }
+                    if classify(&e) == Class::Retry {
+                        attempt += 1;
+                        if attempt > self.cfg.retries {
+                            return Err(to_error(&e, what));
+                        }
+                        self.bump(|s| s.serialization_retries += 1);
+                        drop(conn);
+                        backoff(attempt);
+                        continue;
+                    }
+                    return Err(to_error(&e, what));
+                }
                 Fail::Again(why) => {
                     attempt += 1;
                     if attempt > self.cfg.retries.max(3) {
@@ -385,6 +553,7 @@ impl Pool {
                         "{what}: unexpected retry request ({why})"
                     )))
                 }
+                Err(Fail::Commit(e)) => return Err(to_error(&e, what)),
                 Err(Fail::Pg(e)) => match classify(&e) {
                     Class::Retry if attempt < self.cfg.retries => {
                         attempt += 1;
@@ -405,6 +574,19 @@ impl Pool {
                 },
             }
         }
+    }
+}
+
+/// The error for a connection that could not be opened.
+pub(crate) fn connect_error(e: &postgres::Error) -> Error {
+    match classify(e) {
+        Class::Internal | Class::BadInput | Class::Unique => {
+            Error::Internal(format!("cannot connect to postgres: {}", describe(e)))
+        }
+        _ => Error::Unavailable(format!(
+            "cannot connect to postgres: {}; retry later",
+            describe(e)
+        )),
     }
 }
 

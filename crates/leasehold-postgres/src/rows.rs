@@ -61,12 +61,18 @@ impl Queries {
                  $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING task_id) \
                  INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, lease_token, detail) \
                  SELECT ins.task_id, $22::text, $23::int8, $24::text, $25::text, $26::text, $27::int8, \
-                 $28::text FROM ins"
+                 $28::text FROM ins RETURNING 1"
             ),
             // Conditional writes of many transitions in one statement: each
             // row is replaced only at the version that was read (and locked),
             // and the history entries go in with it. The caller compares the
-            // two counts with what it sent.
+            // two counts with what it sent. The COMMIT is sent with this
+            // statement, so it must not succeed partly: unless every row
+            // matched its version and every entry went in, the scalar
+            // subquery returns two rows and the statement fails with
+            // SQLSTATE 21000 (cardinality_violation), which nothing else
+            // here raises; the whole statement, and so the transaction,
+            // rolls back and the operation runs again.
             write_batch: format!(
                 "WITH upd AS (UPDATE {t} AS t SET saga_id = u.saga_id, state = u.state, \
                    queue = u.queue, priority = u.priority, issue = u.issue, branch = u.branch, \
@@ -86,8 +92,12 @@ impl Queries {
                  ins AS (INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, \
                    lease_token, detail) \
                  SELECT * FROM unnest($22::text[], $23::text[], $24::int8[], $25::text[], \
-                   $26::text[], $27::text[], $28::int8[], $29::text[]) RETURNING 1) \
-                 SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)"
+                   $26::text[], $27::text[], $28::int8[], $29::text[]) RETURNING 1), \
+                 n AS (SELECT (SELECT count(*) FROM upd) AS updated, \
+                   (SELECT count(*) FROM ins) AS inserted) \
+                 SELECT CASE WHEN updated = cardinality($1::int8[]) \
+                   AND inserted = cardinality($22::text[]) THEN updated \
+                   ELSE (SELECT g FROM generate_series(1, 2) g) END, inserted FROM n"
             ),
             claim_one: [
                 claim_sql(&t, "queue = $1", false),
