@@ -287,6 +287,16 @@ async fn worker_may_write(state: &AppState, caller: &Caller, id: &str) -> ApiRes
         return Ok(());
     }
     let task = load(state, id).await?;
+    worker_may_write_task(caller, &task)
+}
+
+/// [`worker_may_write`]'s rule on an already loaded task (the batch routes
+/// judge each item with it).
+pub(crate) fn worker_may_write_task(caller: &Caller, task: &Task) -> ApiResult<()> {
+    if !caller.is_worker() {
+        return Ok(());
+    }
+    let id = &task.task_id;
     match &task.lease_owner {
         Some(o) if *o != caller.principal.name => Err(ApiError::forbidden(format!(
             "task {id:?} is leased by {o:?}; worker {:?} may write only to its own leases",
@@ -342,7 +352,7 @@ fn check_ttl_ms(ms: u64) -> ApiResult<()> {
 }
 
 /// The lease expiry a request asks for, from the server's clock.
-fn expiry(
+pub(crate) fn expiry(
     state: &AppState,
     caller: &Caller,
     what: &str,
@@ -1028,6 +1038,8 @@ pub fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reclaim))
         .routes(routes!(reclaim_task))
         .routes(routes!(counts))
+        .routes(routes!(crate::batch::heartbeats))
+        .routes(routes!(crate::batch::completions))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

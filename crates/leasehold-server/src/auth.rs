@@ -61,7 +61,10 @@ pub fn route_access(method: &Method, path: &str) -> Access {
             | "/v1/tasks/{id}/fail"
             | "/v1/tasks/{id}/quarantine"
             | "/v1/tasks/{id}/notes"
-            | "/v1/tasks/{id}/compensations/{index}",
+            | "/v1/tasks/{id}/compensations/{index}"
+            // Batch routes: each item is judged by the worker rules (batch.rs).
+            | "/v1/heartbeats"
+            | "/v1/completions",
         ) => Role(crate::Role::Worker),
         _ => Role(crate::Role::Operator),
     }

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod clock;
 pub mod console;
 pub mod error;

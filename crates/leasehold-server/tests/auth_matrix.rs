@@ -105,6 +105,10 @@ const MATRIX: &[(&str, &str, [u16; 6])] = &[
         [401, 401, 403, 403, 403, 409],
     ),
     ("GET", "/v1/counts", [401, 401, 200, 200, 200, 200]),
+    // Batch routes: a worker's items are judged one by one, so w1 naming
+    // w2's lease gets 200 with a `forbidden` item (checked below), not a 403.
+    ("POST", "/v1/heartbeats", [401, 401, 403, 200, 200, 200]),
+    ("POST", "/v1/completions", [401, 401, 403, 200, 200, 200]),
 ];
 
 fn token(app: &App, who: Who) -> Option<String> {
@@ -178,6 +182,14 @@ fn request(method: &str, route: &str, who: Who) -> (String, Option<Value>) {
         ("POST", "/v1/tasks/{id}/notes") => Some(json!({"note": "hello"})),
         ("POST", "/v1/tasks/{id}/compensations/{index}") => Some(json!({"status": "applied"})),
         ("POST", "/v1/reclaim") | ("POST", "/v1/tasks/{id}/reclaim") => Some(json!({})),
+        ("POST", "/v1/heartbeats") => {
+            let item = fence_body(json!({"task_id": id})).unwrap();
+            Some(json!({"leases": [item], "ttl_ms": 120000}))
+        }
+        ("POST", "/v1/completions") => {
+            let item = fence_body(json!({"task_id": id})).unwrap();
+            Some(json!({"leases": [item], "reason": "ok"}))
+        }
         _ => None,
     };
     (path, body)
@@ -186,6 +198,7 @@ fn request(method: &str, route: &str, who: Who) -> (String, Option<Value>) {
 #[tokio::test]
 async fn every_route_times_every_caller() {
     let mut checked = 0;
+    let mut checked_items = 0;
     let mut failures = Vec::new();
     for (method, route, expected) in MATRIX {
         for (i, who) in WHO.iter().enumerate() {
@@ -227,6 +240,33 @@ async fn every_route_times_every_caller() {
             if r.status == 401 {
                 assert!(r.headers.contains_key("www-authenticate"));
             }
+            if r.status == 200
+                && route.starts_with("/v1/")
+                && !route.contains("{id}")
+                && r.json.get("results").is_some()
+            {
+                // A batch route's one item: applied to `own`, or forbidden on w2's lease.
+                let item = &r.json["results"][0];
+                if *who == Who::WorkerOther {
+                    assert_eq!(
+                        item["error"]["code"], "forbidden",
+                        "{method} {route}: {}",
+                        r.text
+                    );
+                    assert_eq!(
+                        app.snapshot(),
+                        before,
+                        "{method} {route} {who:?} changed the store"
+                    );
+                } else {
+                    assert_eq!(
+                        item["task"]["task_id"], "own",
+                        "{method} {route} {who:?}: {}",
+                        r.text
+                    );
+                }
+                checked_items += 1;
+            }
         }
     }
     assert!(
@@ -236,6 +276,8 @@ async fn every_route_times_every_caller() {
         failures.join("\n")
     );
     assert_eq!(checked, MATRIX.len() * WHO.len());
+    // Two batch routes × (WorkerOwn, WorkerOther, Operator).
+    assert_eq!(checked_items, 6, "batch items checked");
 }
 
 #[tokio::test]

@@ -25,6 +25,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tasks/{id}/compensations/{index}"),
     ("POST", "/v1/reclaim"),
     ("POST", "/v1/tasks/{id}/reclaim"),
+    ("POST", "/v1/heartbeats"),
+    ("POST", "/v1/completions"),
 ];
 
 /// Read-only or body-less routes: fuzzed through ids and queries.
@@ -281,4 +283,125 @@ async fn bad_queries_and_headers() {
         }
     }
     assert_eq!(app.snapshot(), before);
+}
+
+/// Bodies that are JSON objects of roughly the right shape but wrong in one
+/// place: every one is refused as a whole (422 `invalid_input`) and nothing
+/// changes — a batch is never partly applied because its body was bad.
+#[tokio::test]
+async fn malformed_batch_bodies() {
+    let app = setup();
+    let before = app.snapshot();
+    let lease = r#"{"task_id": "own", "token": 1}"#;
+    let over = format!(
+        r#"{{"leases": [{}], EXTRA}}"#,
+        vec![lease; leasehold_core::limits::BATCH_ITEMS_MAX + 1].join(",")
+    );
+    // `EXTRA` is the route's own valid field: `ttl_ms` or `reason`.
+    let cases: Vec<(&str, String)> = vec![
+        ("no leases", r#"{EXTRA}"#.into()),
+        (
+            "leases not a list",
+            r#"{"leases": {"task_id": "own"}, EXTRA}"#.into(),
+        ),
+        ("leases null", r#"{"leases": null, EXTRA}"#.into()),
+        ("item not an object", r#"{"leases": ["own"], EXTRA}"#.into()),
+        (
+            "item without token",
+            r#"{"leases": [{"task_id": "own"}], EXTRA}"#.into(),
+        ),
+        (
+            "item without id",
+            r#"{"leases": [{"token": 1}], EXTRA}"#.into(),
+        ),
+        (
+            "negative token",
+            r#"{"leases": [{"task_id": "own", "token": -1}], EXTRA}"#.into(),
+        ),
+        (
+            "token as text",
+            r#"{"leases": [{"task_id": "own", "token": "1"}], EXTRA}"#.into(),
+        ),
+        (
+            "id as number",
+            r#"{"leases": [{"task_id": 7, "token": 1}], EXTRA}"#.into(),
+        ),
+        (
+            "owner as number",
+            r#"{"leases": [{"task_id": "own", "owner": 1, "token": 1}], EXTRA}"#.into(),
+        ),
+        (
+            "unknown item field",
+            r#"{"leases": [{"task_id": "own", "token": 1, "ttl_ms": 5}], EXTRA}"#.into(),
+        ),
+        (
+            "one good item then junk",
+            format!(r#"{{"leases": [{lease}, 5], EXTRA}}"#),
+        ),
+        ("over the item limit", over),
+    ];
+    let heartbeat_only: Vec<(&str, String)> = vec![
+        ("no ttl", format!(r#"{{"leases": [{lease}]}}"#)),
+        (
+            "ttl too short",
+            format!(r#"{{"leases": [{lease}], "ttl_ms": 99}}"#),
+        ),
+        (
+            "ttl too long",
+            format!(r#"{{"leases": [{lease}], "ttl_ms": 86400001}}"#),
+        ),
+        (
+            "ttl negative",
+            format!(r#"{{"leases": [{lease}], "ttl_ms": -1}}"#),
+        ),
+        (
+            "expires_at without a trusting server",
+            format!(r#"{{"leases": [{lease}], "expires_at": "2026-06-03T10:05:00Z"}}"#),
+        ),
+        (
+            "reason on heartbeats",
+            format!(r#"{{"leases": [{lease}], "ttl_ms": 1000, "reason": "r"}}"#),
+        ),
+    ];
+    let completion_only: Vec<(&str, String)> = vec![
+        (
+            "ttl on completions",
+            format!(r#"{{"leases": [{lease}], "ttl_ms": 1000}}"#),
+        ),
+        (
+            "reason as number",
+            format!(r#"{{"leases": [{lease}], "reason": 5}}"#),
+        ),
+    ];
+    let mut sent = 0;
+    for (route, extra_field, extra_cases) in [
+        ("/v1/heartbeats", r#""ttl_ms": 1000"#, &heartbeat_only),
+        ("/v1/completions", r#""reason": "r""#, &completion_only),
+    ] {
+        for (name, body) in cases.iter().chain(extra_cases.iter()) {
+            let body = body.replace("EXTRA", extra_field);
+            for token in [app.op.as_str(), app.w1.as_str()] {
+                let req = Request::builder()
+                    .method("POST")
+                    .uri(route)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                let r = expect_rejected(&app, req, &format!("POST {route} {name}")).await;
+                assert_eq!(
+                    (r.status, r.code()),
+                    (422, "invalid_input"),
+                    "POST {route} {name}: {}",
+                    r.text
+                );
+                sent += 1;
+            }
+        }
+        assert_eq!(app.snapshot(), before, "POST {route} changed the store");
+    }
+    assert_eq!(
+        sent,
+        2 * (2 * cases.len() + heartbeat_only.len() + completion_only.len())
+    );
 }
