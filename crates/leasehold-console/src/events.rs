@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use leasehold_core::store::{BatchItem, QueueCounts};
 use leasehold_core::{
     ClaimRequest, Command, Context, Counts, HistoryEntry, ListFilter, NewTask, Page, Result, Store,
     Task, TaskState, Timestamp,
@@ -136,6 +137,40 @@ impl RecordingStore {
     }
 }
 
+/// A command's name, its actor when it is not the context's (a worker's
+/// fence owner, a lease owner, a note's author), and its reason.
+fn describe(cmd: &Command) -> (&'static str, Option<String>, Option<String>) {
+    let actor = match cmd {
+        Command::Acquire { owner, .. } => Some(owner.clone()),
+        Command::Annotate { author, .. } => Some(author.clone()),
+        other => other.fence().map(|f| f.owner.clone()),
+    };
+    let detail = match cmd {
+        Command::Quarantine { reason, .. } | Command::Fail { reason, .. } => Some(reason.clone()),
+        Command::Complete { reason, .. } | Command::Compensate { reason, .. } => reason.clone(),
+        _ => None,
+    };
+    (cmd.name(), actor, detail)
+}
+
+impl RecordingStore {
+    fn note_command(
+        &self,
+        op: &str,
+        t: &Task,
+        ctx: &Context,
+        actor: Option<String>,
+        detail: Option<String>,
+    ) {
+        let detail = if op == "reclaim" {
+            t.terminal_reason.clone()
+        } else {
+            detail
+        };
+        self.note(op, t, ctx, actor.as_deref(), detail);
+    }
+}
+
 impl Store for RecordingStore {
     fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
         let t = self.inner.create(new, ctx)?;
@@ -150,27 +185,27 @@ impl Store for RecordingStore {
     }
 
     fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-        let op = cmd.name();
-        let actor = match &cmd {
-            Command::Acquire { owner, .. } => Some(owner.clone()),
-            Command::Annotate { author, .. } => Some(author.clone()),
-            other => other.fence().map(|f| f.owner.clone()),
-        };
-        let detail = match &cmd {
-            Command::Quarantine { reason, .. } | Command::Fail { reason, .. } => {
-                Some(reason.clone())
-            }
-            Command::Complete { reason, .. } | Command::Compensate { reason, .. } => reason.clone(),
-            _ => None,
-        };
+        let (op, actor, detail) = describe(&cmd);
         let t = self.inner.apply(task_id, cmd, ctx)?;
-        let detail = if op == "reclaim" {
-            t.terminal_reason.clone()
-        } else {
-            detail
-        };
-        self.note(op, &t, ctx, actor.as_deref(), detail);
+        self.note_command(op, &t, ctx, actor, detail);
         Ok(t)
+    }
+
+    /// Forwarded whole, so a backend's one-transaction batch is kept.
+    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+        let described: Vec<_> = items.iter().map(|i| describe(&i.command)).collect();
+        let results = self.inner.apply_many(items, ctx)?;
+        for ((op, actor, detail), r) in described.into_iter().zip(&results) {
+            if let Ok(t) = r {
+                self.note_command(op, t, ctx, actor, detail);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Forwarded, so a backend's counter table is used.
+    fn queue_counts(&self) -> Result<QueueCounts> {
+        self.inner.queue_counts()
     }
 
     fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
@@ -266,5 +301,86 @@ mod tests {
         assert_eq!(recent[0].actor, "reaper");
         let leased = events.recent(10, |e| e.op == "acquire_lease");
         assert_eq!(leased[0].actor, "w1");
+    }
+
+    /// Counts how often the batch method itself is reached.
+    struct Batching {
+        inner: MemoryStore,
+        batches: std::sync::atomic::AtomicU32,
+    }
+
+    impl Store for Batching {
+        fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
+            self.inner.create(new, ctx)
+        }
+        fn put(&self, task: Task, v: Option<u64>, ctx: &Context) -> Result<Task> {
+            self.inner.put(task, v, ctx)
+        }
+        fn apply(&self, id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+            self.inner.apply(id, cmd, ctx)
+        }
+        fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+            self.batches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.apply_many(items, ctx)
+        }
+        fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
+            self.inner.claim(req, ctx)
+        }
+        fn reclaim(&self, max: u32, ctx: &Context) -> Result<Vec<Task>> {
+            self.inner.reclaim(max, ctx)
+        }
+        fn get(&self, id: &str) -> Result<Option<Task>> {
+            self.inner.get(id)
+        }
+        fn list(&self, f: &ListFilter, c: Option<&str>, l: Option<u32>) -> Result<Page> {
+            self.inner.list(f, c, l)
+        }
+        fn list_in_flight(&self) -> Result<Vec<Task>> {
+            self.inner.list_in_flight()
+        }
+        fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
+            self.inner.list_stale(now)
+        }
+        fn counts(&self) -> Result<Counts> {
+            self.inner.counts()
+        }
+        fn history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
+            self.inner.history(id)
+        }
+    }
+
+    #[test]
+    fn batches_reach_the_backend_whole_and_each_success_is_recorded() {
+        let events = Arc::new(EventLog::new());
+        let inner = Arc::new(Batching {
+            inner: MemoryStore::new(),
+            batches: Default::default(),
+        });
+        let store = RecordingStore::new(inner.clone(), events.clone());
+        let ctx = Context::new(at("2026-06-03T10:00:00Z"), "op");
+        for id in ["a", "b"] {
+            store
+                .create(NewTask::new(id, format!("s-{id}")), &ctx)
+                .unwrap();
+            store
+                .acquire_lease(id, "w1", at("2026-06-03T10:01:00Z"), &ctx)
+                .unwrap();
+        }
+        let leases = vec![
+            ("a".to_string(), leasehold_core::Fence::new("w1", 1)),
+            ("b".to_string(), leasehold_core::Fence::new("w1", 99)),
+        ];
+        let out = store
+            .heartbeat_many(&leases, at("2026-06-03T10:02:00Z"), &ctx)
+            .unwrap();
+        assert!(out[0].is_ok() && out[1].is_err());
+        assert_eq!(inner.batches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let beats = events.recent(10, |e| e.op == "heartbeat");
+        assert_eq!(beats.len(), 1, "only the accepted heartbeat is recorded");
+        assert_eq!(
+            (beats[0].task_id.as_str(), beats[0].actor.as_str()),
+            ("a", "w1")
+        );
     }
 }
