@@ -215,6 +215,41 @@ impl Client {
         self.call(wire::heartbeat(task_id, fence, ms)).await
     }
 
+    /// Extend many leases to `ttl` from now (server time) in one request
+    /// (`POST /v1/heartbeats`). One answer per lease, in order: a rejected
+    /// lease is an `Err` item and changed nothing. The outer error is for the
+    /// whole call (more than 1,000 leases, a bad `ttl`, transport, auth).
+    pub async fn heartbeat_many(
+        &self,
+        leases: &[(String, Fence)],
+        ttl: Duration,
+    ) -> Result<Vec<Result<Task>>> {
+        leasehold_core::store::check_batch_len(leases.len())?;
+        let ms = wire::ttl_ms_of(ttl)?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let call = wire::heartbeats(leases, wire::Until::TtlMs(ms));
+        let reply = self.send(&call).await?;
+        wire::decode_batch(&call, reply, leases.len())
+    }
+
+    /// Complete many leased tasks in one request (`POST /v1/completions`),
+    /// each under its own fence. One answer per lease, in order.
+    pub async fn complete_many(
+        &self,
+        leases: &[(String, Fence)],
+        reason: Option<&str>,
+    ) -> Result<Vec<Result<Task>>> {
+        leasehold_core::store::check_batch_len(leases.len())?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let call = wire::completions(leases, reason);
+        let reply = self.send(&call).await?;
+        wire::decode_batch(&call, reply, leases.len())
+    }
+
     /// Give the lease back (→ `dispatched`).
     pub async fn release(&self, task_id: &str, fence: &Fence) -> Result<Task> {
         Client::require_id(task_id)?;

@@ -53,6 +53,12 @@
 //!   everywhere.
 //! - **`get` of a missing task** is a 404 problem on the wire and `Ok(None)`
 //!   here, as in the library.
+//! - **Batches.** `heartbeat_many` and `complete_many` are one request each
+//!   (`POST /v1/heartbeats`, `POST /v1/completions`; one answer per item).
+//!   `apply_many` uses them when every item is a heartbeat to the same
+//!   expiry, or a fenced complete with the same reason; any other batch is
+//!   sent item by item, in order. A `heartbeat_many` expiry outside the TTL
+//!   range is judged per item locally, like a single heartbeat's.
 //!
 //! TLS: enable the `tls` feature for `https://` servers (rustls).
 

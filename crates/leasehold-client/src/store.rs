@@ -9,9 +9,10 @@
 use std::time::Duration;
 
 use leasehold_core::machine::{self, Command, Context};
+use leasehold_core::store::check_batch_len;
 use leasehold_core::{
-    ClaimRequest, Counts, Error, HistoryEntry, ListFilter, NewTask, Page, Result, Store, Task,
-    TaskState, Timestamp,
+    BatchItem, ClaimRequest, Counts, Error, Fence, HistoryEntry, ListFilter, NewTask, Page, Result,
+    Store, Task, TaskState, Timestamp,
 };
 use serde::de::DeserializeOwned;
 
@@ -307,4 +308,116 @@ impl Store for HttpStore {
         }
         self.call(wire::history(task_id), None)
     }
+
+    /// All-heartbeat batches with one expiry go to `POST /v1/heartbeats`,
+    /// all-complete batches (fenced, one reason) to `POST /v1/completions`:
+    /// one request each. Anything else is sent item by item, in order, which
+    /// is what the contract says a batch means.
+    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+        check_batch_len(items.len())?;
+        if let Some((leases, expires_at)) = as_heartbeats(&items) {
+            return self.heartbeat_many(&leases, expires_at, ctx);
+        }
+        if let Some((leases, reason)) = as_completions(&items) {
+            return self.complete_many(&leases, reason.as_deref(), ctx);
+        }
+        Ok(items
+            .into_iter()
+            .map(|i| self.apply(&i.task_id, i.command, ctx))
+            .collect())
+    }
+
+    /// One `POST /v1/heartbeats` for every lease (`ttl_ms = expires_at -
+    /// ctx.at`, as the single heartbeat sends). An expiry outside the
+    /// server's TTL range is judged per item locally, as `apply` does.
+    fn heartbeat_many(
+        &self,
+        leases: &[(String, Fence)],
+        expires_at: Timestamp,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Task>>> {
+        check_batch_len(leases.len())?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = if self.exact_expiry {
+            Until::Instant(expires_at)
+        } else {
+            match wire::ttl_ms_between(ctx.at, expires_at) {
+                Ok(ms) => Until::TtlMs(ms),
+                Err(e) => {
+                    return Ok(leases
+                        .iter()
+                        .map(|(id, fence)| {
+                            let cmd = Command::Heartbeat {
+                                fence: fence.clone(),
+                                expires_at,
+                            };
+                            self.local_verdict(id, &cmd, ctx, e.clone())
+                        })
+                        .collect())
+                }
+            }
+        };
+        self.batch(wire::heartbeats(leases, until), leases.len(), ctx)
+    }
+
+    /// One `POST /v1/completions` for every lease.
+    fn complete_many(
+        &self,
+        leases: &[(String, Fence)],
+        reason: Option<&str>,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Task>>> {
+        check_batch_len(leases.len())?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.batch(wire::completions(leases, reason), leases.len(), ctx)
+    }
+}
+
+impl HttpStore {
+    fn batch(&self, call: Call, sent: usize, ctx: &Context) -> Result<Vec<Result<Task>>> {
+        let reply = self.send(&call, Some(ctx.at), Some(ctx.actor.as_str()))?;
+        wire::decode_batch(&call, reply, sent)
+    }
+}
+
+/// The batch as `heartbeat_many`'s arguments, if every item is a heartbeat
+/// to the same expiry (and there is at least one).
+fn as_heartbeats(items: &[BatchItem]) -> Option<(Vec<(String, Fence)>, Timestamp)> {
+    let mut expiry = None;
+    let mut leases = Vec::with_capacity(items.len());
+    for i in items {
+        match &i.command {
+            Command::Heartbeat { fence, expires_at } if expiry.is_none_or(|e| e == *expires_at) => {
+                expiry = Some(*expires_at);
+                leases.push((i.task_id.clone(), fence.clone()));
+            }
+            _ => return None,
+        }
+    }
+    expiry.map(|e| (leases, e))
+}
+
+/// The batch as `complete_many`'s arguments, if every item is a fenced
+/// complete with the same reason (and there is at least one).
+#[allow(clippy::type_complexity)]
+fn as_completions(items: &[BatchItem]) -> Option<(Vec<(String, Fence)>, Option<String>)> {
+    let first_reason = match &items.first()?.command {
+        Command::Complete { reason, .. } => reason.clone(),
+        _ => return None,
+    };
+    let mut leases = Vec::with_capacity(items.len());
+    for i in items {
+        match &i.command {
+            Command::Complete {
+                reason,
+                fence: Some(fence),
+            } if *reason == first_reason => leases.push((i.task_id.clone(), fence.clone())),
+            _ => return None,
+        }
+    }
+    Some((leases, first_reason))
 }

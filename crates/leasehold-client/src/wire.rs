@@ -317,6 +317,83 @@ pub(crate) fn claim(req: &ClaimRequest, ttl_ms: u64) -> Call {
     claim_until(req, Until::TtlMs(ttl_ms))
 }
 
+/// One lease of a batch call on the wire: `{"task_id", "owner", "token"}`.
+fn batch_leases(leases: &[(String, Fence)]) -> Value {
+    leases
+        .iter()
+        .map(|(id, f)| json!({"task_id": id, "owner": f.owner, "token": f.token}))
+        .collect()
+}
+
+/// `POST /v1/heartbeats`: extend every lease to the same end.
+pub(crate) fn heartbeats(leases: &[(String, Fence)], until: Until) -> Call {
+    let mut body = Map::new();
+    body.insert("leases".into(), batch_leases(leases));
+    until.put_into(&mut body);
+    Call::new(Method::Post, &["heartbeats"]).body(Value::Object(body))
+}
+
+/// `POST /v1/completions`: complete every leased task under its own fence.
+pub(crate) fn completions(leases: &[(String, Fence)], reason: Option<&str>) -> Call {
+    let mut body = Map::new();
+    body.insert("leases".into(), batch_leases(leases));
+    if let Some(r) = reason {
+        body.insert("reason".into(), json!(r));
+    }
+    Call::new(Method::Post, &["completions"]).body(Value::Object(body))
+}
+
+/// A batch route's reply as sent: one `{"task"}` or `{"error"}` per item.
+#[derive(serde::Deserialize)]
+struct BatchReply {
+    results: Vec<Value>,
+}
+
+/// Decode a batch reply into one answer per item, in order. An item's
+/// error maps back to an [`Error`] by its `code`, like a whole problem; a
+/// reply with a different number of items than `sent` is `internal`.
+pub(crate) fn decode_batch(call: &Call, reply: Reply, sent: usize) -> Result<Vec<Result<Task>>> {
+    let got: BatchReply = decode_some(call, reply)?;
+    if got.results.len() != sent {
+        return Err(Error::Internal(format!(
+            "{} answered {} results for {sent} items",
+            describe(call),
+            got.results.len()
+        )));
+    }
+    got.results
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let bad = |why: &str| {
+                Error::Internal(format!(
+                    "{} answered item {i} with {why}: {}",
+                    describe(call),
+                    item.to_string().chars().take(300).collect::<String>()
+                ))
+            };
+            match (item.get("task"), item.get("error")) {
+                (Some(t), None) => Ok(Ok(serde_json::from_value::<Task>(t.clone())
+                    .map_err(|e| bad(&format!("a task that does not decode ({e})")))?)),
+                (None, Some(e)) => {
+                    let code = e
+                        .get("code")
+                        .and_then(Value::as_str)
+                        .map(|c| ErrorCode::parse(c).unwrap_or(ErrorCode::Internal))
+                        .ok_or_else(|| bad("an error without a code"))?;
+                    let message = e
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    Ok(Err(Error::new(code, message)))
+                }
+                _ => Err(bad("neither a task nor an error")),
+            }
+        })
+        .collect()
+}
+
 /// Reclaim one named stale task (`POST /v1/tasks/{id}/reclaim`, added after
 /// the first route list: older servers answer a `no route` 404, see
 /// `HttpStore::apply`).

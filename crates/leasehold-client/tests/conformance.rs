@@ -16,7 +16,8 @@ use leasehold_conformance::Harness;
 use leasehold_core::machine::{Command, Context};
 use leasehold_core::memory::MemoryStore;
 use leasehold_core::{
-    ClaimRequest, Counts, HistoryEntry, ListFilter, NewTask, Page, Result, Store, Task, Timestamp,
+    BatchItem, ClaimRequest, Counts, Fence, HistoryEntry, ListFilter, NewTask, Page, Result, Store,
+    Task, Timestamp,
 };
 use leasehold_server::testing::TestServer;
 use leasehold_sqlite::SqliteStore;
@@ -57,6 +58,27 @@ impl Store for ServedStore {
     }
     fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
         self.http.apply(task_id, cmd, ctx)
+    }
+    // The batch calls go through `HttpStore`'s own (the batch routes), not
+    // the trait's per-item defaults.
+    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+        self.http.apply_many(items, ctx)
+    }
+    fn heartbeat_many(
+        &self,
+        leases: &[(String, Fence)],
+        expires_at: Timestamp,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Task>>> {
+        self.http.heartbeat_many(leases, expires_at, ctx)
+    }
+    fn complete_many(
+        &self,
+        leases: &[(String, Fence)],
+        reason: Option<&str>,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Task>>> {
+        self.http.complete_many(leases, reason, ctx)
     }
     fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
         self.http.claim(req, ctx)
