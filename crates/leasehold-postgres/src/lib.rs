@@ -320,7 +320,12 @@ impl Inner {
         // itself refuses (SQLSTATE 21000, see `Queries::write_batch`) to
         // write anything unless every row matched its version and every
         // history entry went in, so nothing partial can be committed.
-        let row = match tx.query_commit(&self.q.write_batch, &batch.params())? {
+        let sent = if rows == 1 && entries <= 1 {
+            tx.query_commit(&self.q.write_one, &batch.params_one())?
+        } else {
+            tx.query_commit(&self.q.write_batch, &batch.params())?
+        };
+        let row = match sent {
             Committed::Done(row) => row,
             Committed::RolledBack(e) if e.code() == Some(&SqlState::CARDINALITY_VIOLATION) => {
                 return Err(Fail::Again("a task changed between read and write"))
@@ -332,6 +337,11 @@ impl Inner {
             Committed::RolledBack(e) => return Err(Fail::Pg(e)),
         };
         let (updated, inserted): (i64, i64) = (row[0].get(0), row[0].get(1));
+        if rows == 1 && updated == 0 && inserted == 0 {
+            // `write_one` wrote nothing (the row's version moved, which the
+            // row lock should make impossible): run the operation again.
+            return Err(Fail::Again("a task changed between read and write"));
+        }
         if updated as usize != rows || inserted as usize != entries {
             return Err(Fail::Domain(Error::Internal(format!(
                 "committed {updated} rows and {inserted} history entries, expected {rows} and \

@@ -163,9 +163,8 @@ impl Tx<'_> {
     ) -> Result<(Vec<Row>, Vec<Row>), postgres::Error> {
         let (sa, sb) = (self.prepared(a.0)?, self.prepared(b.0)?);
         let client = self.client;
-        let (ra, rb) = self.run(async {
-            Ok(join(client.query(&sa, a.1), client.query(&sb, b.1)).await)
-        })?;
+        let (ra, rb) =
+            self.run(async { Ok(join(client.query(&sa, a.1), client.query(&sb, b.1)).await) })?;
         Ok((ra?, rb?))
     }
 
@@ -388,7 +387,9 @@ impl Pool {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Internal(format!("cannot start a postgres connection runtime: {e}")))?;
+            .map_err(|e| {
+                Error::Internal(format!("cannot start a postgres connection runtime: {e}"))
+            })?;
         let (client, driver) = rt
             .block_on(self.cfg.pg.connect(NoTls))
             .map_err(|e| connect_error(&e))?;
@@ -451,12 +452,10 @@ impl Pool {
                 let state = tx.state;
                 match (outcome, state) {
                     (Ok(v), TxState::Ended | TxState::NotBegun) => return Ok(v),
-                    (Ok(v), TxState::Open) => {
-                        match link.block_on(client.batch_execute("COMMIT")) {
-                            Ok(()) => return Ok(v),
-                            Err(e) => Fail::Commit(e),
-                        }
-                    }
+                    (Ok(v), TxState::Open) => match link.block_on(client.batch_execute("COMMIT")) {
+                        Ok(()) => return Ok(v),
+                        Err(e) => Fail::Commit(e),
+                    },
                     (Err(f), TxState::Open) => {
                         // Release the row locks before the connection goes back.
                         // If that fails the connection is unusable (the

@@ -29,6 +29,9 @@ pub(crate) struct Queries {
     pub(crate) insert_task: String,
     /// Write many transitions (rows and history) in one statement.
     pub(crate) write_batch: String,
+    /// Write one transition (row and history) in one statement, with scalar
+    /// parameters: a plan that stays an index lookup when cached.
+    pub(crate) write_one: String,
     /// Claim candidates from one queue (`$1` text): ready, then expired.
     pub(crate) claim_one: [String; 2],
     /// Claim candidates from several queues (`$1` text[]): ready, then expired.
@@ -98,6 +101,22 @@ impl Queries {
                  SELECT CASE WHEN updated = cardinality($1::int8[]) \
                    AND inserted = cardinality($22::text[]) THEN updated \
                    ELSE (SELECT g FROM generate_series(1, 2) g) END, inserted FROM n"
+            ),
+            // The history entry is selected FROM upd: it goes in only if the
+            // row matched its version, so the statement (sent with COMMIT)
+            // writes both or neither.
+            write_one: format!(
+                "WITH upd AS (UPDATE {t} SET saga_id = $3, state = $4, queue = $5, \
+                   priority = $6, issue = $7, branch = $8, worktree = $9, metadata = $10, \
+                   compensations = $11, notes = $12, lease_owner = $13, lease_token = $14, \
+                   lease_acquired_at = $15, lease_expires_at = $16, last_heartbeat_at = $17, \
+                   attempts = $18, terminal_reason = $19, version = $20, updated_at = $21 \
+                 WHERE seq = $1 AND version = $2 RETURNING seq), \
+                 ins AS (INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, \
+                   lease_token, detail) \
+                 SELECT $22::text, $23::text, $24::int8, $25::text, $26::text, $27::text, \
+                   $28::int8, $29::text FROM upd WHERE $23::text IS NOT NULL RETURNING 1) \
+                 SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)"
             ),
             claim_one: [
                 claim_sql(&t, "queue = $1", false),
@@ -340,6 +359,9 @@ pub(crate) struct WriteBatch<'a> {
     h_to: Vec<&'static str>,
     h_token: Vec<i64>,
     h_detail: Vec<Option<&'a str>>,
+    /// Typed NULLs for [`WriteBatch::params_one`] without a history entry.
+    no_text: Option<&'a str>,
+    no_int8: Option<i64>,
 }
 
 impl<'a> WriteBatch<'a> {
@@ -397,6 +419,44 @@ impl<'a> WriteBatch<'a> {
     /// Rows to update and history entries to insert.
     pub(crate) fn counts(&self) -> (usize, usize) {
         (self.seq.len(), self.h_task_id.len())
+    }
+
+    /// Parameters of [`Queries::write_one`]: the batch's only row (there
+    /// must be exactly one) and its history entry, if any, as scalars.
+    pub(crate) fn params_one(&self) -> [&(dyn ToSql + Sync); 29] {
+        debug_assert!(self.seq.len() == 1 && self.h_task_id.len() <= 1);
+        let h = !self.h_task_id.is_empty();
+        [
+            &self.seq[0],
+            &self.old_version[0],
+            &self.saga_id[0],
+            &self.state[0],
+            &self.queue[0],
+            &self.priority[0],
+            &self.issue[0],
+            &self.branch[0],
+            &self.worktree[0],
+            &self.metadata[0],
+            &self.compensations[0],
+            &self.notes[0],
+            &self.lease_owner[0],
+            &self.lease_token[0],
+            &self.lease_acquired_at[0],
+            &self.lease_expires_at[0],
+            &self.last_heartbeat_at[0],
+            &self.attempts[0],
+            &self.terminal_reason[0],
+            &self.version[0],
+            &self.updated_at[0],
+            if h { &self.h_task_id[0] } else { &self.no_text },
+            if h { &self.h_kind[0] } else { &self.no_text },
+            if h { &self.h_at[0] } else { &self.no_int8 },
+            if h { &self.h_actor[0] } else { &self.no_text },
+            if h { &self.h_from[0] } else { &self.no_text },
+            if h { &self.h_to[0] } else { &self.no_text },
+            if h { &self.h_token[0] } else { &self.no_int8 },
+            if h { &self.h_detail[0] } else { &self.no_text },
+        ]
     }
 
     /// Parameters of [`Queries::write_batch`].
