@@ -334,3 +334,30 @@ async fn with_a_trusting_server_the_expiry_may_be_an_instant() {
         .await;
     assert_eq!((r.status, r.code()), (422, "invalid_input"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_both_routes_and_their_shapes() {
+    let app = App::new();
+    let doc = app.call("GET", "/openapi.json", None, None).await.json;
+    for path in ["/v1/heartbeats", "/v1/completions"] {
+        let op = &doc["paths"][path]["post"];
+        assert!(op["requestBody"].is_object(), "{path}: {op}");
+        assert!(op["responses"]["200"].is_object(), "{path}: {op}");
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "HeartbeatsBody",
+        "CompletionsBody",
+        "BatchLease",
+        "BatchReply",
+        "BatchItemResult",
+        "ItemError",
+    ] {
+        assert!(schemas[name].is_object(), "schema {name} missing");
+    }
+    let item = &schemas["BatchItemResult"]["properties"];
+    assert!(
+        item["task"].is_object() && item["error"].is_object(),
+        "{item}"
+    );
+}
