@@ -647,6 +647,59 @@ mod tests {
         assert_eq!(s.as_deref(), Some("y"));
     }
 
+    /// The write statements go out together with COMMIT, so they must write
+    /// all or nothing by themselves: a row whose version is not the one
+    /// read must leave every row and every history entry as it was, and the
+    /// operation must run again (here until it gives up).
+    #[test]
+    fn a_write_at_a_stale_version_commits_nothing_in_either_statement() {
+        use leasehold_conformance::support::{at, ctx};
+        let Some(cl) = testing::shared() else { return };
+        let store = cl.fresh_store();
+        for id in ["a", "b"] {
+            store
+                .create(NewTask::new(id, format!("saga-{id}")), &ctx(0))
+                .unwrap();
+        }
+        let me = &store.inner;
+        let cmd = Command::Acquire {
+            owner: "w".into(),
+            expires_at: at(60),
+        };
+        // One task (`write_one`), then two tasks of which one is stale
+        // (`write_batch`).
+        for ids in [&["a"][..], &["a", "b"][..]] {
+            let mut calls = 0;
+            let e = me
+                .pool
+                .write("test", |tx| {
+                    calls += 1;
+                    let mut items = Vec::new();
+                    for (i, id) in ids.iter().enumerate() {
+                        let rows = tx.query(&me.q.get_for_update, &[id])?;
+                        let (seq, old) = task_from_row(&rows[0])?;
+                        let t = machine::apply(&old, &cmd, &ctx(0))?;
+                        // Only the last task's version is wrong.
+                        let skew = if i + 1 == ids.len() { 7 } else { 0 };
+                        items.push((seq, old.version + skew, t));
+                    }
+                    me.persist(tx, &items)
+                })
+                .unwrap_err();
+            assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+            assert!(e.message().contains("lost a race"), "{e}");
+            assert!(calls > 1, "the operation never ran again");
+            for id in ["a", "b"] {
+                let t = store.get(id).unwrap().unwrap();
+                assert_eq!((t.version, t.lease_owner.as_deref()), (1, None), "{id}");
+                assert_eq!(store.history(id).unwrap().len(), 1, "{id}");
+            }
+        }
+        // And the same writes at the right versions do go in.
+        let t = store.apply("a", cmd.clone(), &ctx(0)).unwrap();
+        assert_eq!((t.version, store.history("a").unwrap().len()), (2, 2));
+    }
+
     #[test]
     fn bad_urls_and_options_are_invalid_input() {
         let e = PgStore::connect("postgres://u@h/db?schema=Bad-Name").unwrap_err();
