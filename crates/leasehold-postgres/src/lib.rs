@@ -17,6 +17,12 @@
 //!    conditional write: a row that changed anyway makes the whole operation
 //!    run again) and its history entry in the same transaction.
 //!
+//! `BEGIN` is sent together with step 1 and `COMMIT` together with step 3
+//! (pipelined on the connection: two round trips per operation), so the
+//! write statement is all-or-nothing by itself: a history entry is inserted
+//! only `FROM` the update's result, and the several-row form fails as a whole
+//! (SQLSTATE 21000, then the operation runs again) unless every row matched.
+//!
 //! `claim` and `reclaim` select their candidates with
 //! `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait on each other
 //! and never take the same task; every candidate still goes through the state

@@ -8,6 +8,12 @@
 //! LIFO, drops any connection whose socket broke, and — because a restart of
 //! the server kills every idle connection at once — forgets all idle
 //! connections when one of them turns out dead.
+//!
+//! Each connection is a `tokio-postgres` client with a current-thread
+//! runtime, driven in the calling thread only while a call waits (what the
+//! blocking `postgres` crate does inside), so that a transaction can send
+//! `BEGIN` with its first statement and `COMMIT` with its last in one round
+//! trip each ([`Tx::query`], [`Tx::query_pair`], [`Tx::query_commit`]).
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
