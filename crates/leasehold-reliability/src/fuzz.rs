@@ -94,7 +94,7 @@ pub fn id(data: &[u8]) {
 }
 
 /// The routes a JSON request may go to, with the method.
-const ROUTES: [(&str, &str); 14] = [
+const ROUTES: [(&str, &str); 16] = [
     ("POST", "/v1/tasks"),
     ("PUT", "/v1/tasks/t1"),
     ("POST", "/v1/tasks/t1/lease"),
@@ -109,6 +109,8 @@ const ROUTES: [(&str, &str); 14] = [
     ("POST", "/v1/claim"),
     ("POST", "/v1/reclaim"),
     ("POST", "/v1/tasks/t1/dispatch"),
+    ("POST", "/v1/heartbeats"),
+    ("POST", "/v1/completions"),
 ];
 
 /// A store whose backing `MemoryStore` is swapped for a fresh one per fuzz

@@ -39,6 +39,8 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             "\u{c}{\"max_attempts\":0}",
             "\u{a}{\"status\":\"applied\",\"detail\":null}",
             "\u{1}{\"task_id\":\"t1\",\"saga_id\":\"s1\",\"state\":\"planned\"}",
+            "\u{e}{\"leases\":[{\"task_id\":\"t1\",\"owner\":\"w\",\"token\":1}],\"ttl_ms\":1000}",
+            "\u{f}{\"leases\":[{\"task_id\":\"t1\",\"owner\":\"w\",\"token\":1}],\"reason\":\"done\"}",
         ],
         _ => &[
             "",
