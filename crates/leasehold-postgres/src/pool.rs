@@ -38,8 +38,22 @@ type Driver = Pin<Box<Connection<Socket, NoTlsStream>>>;
 /// What runs the futures of one connection: a current-thread runtime and the
 /// connection's socket driver (`None` once the connection ended).
 struct Link {
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until `Drop` takes it.
+    rt: Option<tokio::runtime::Runtime>,
     driver: Option<Driver>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Dropping a runtime from inside another runtime's context panics,
+        // and the server drops its last store handle on a Tokio thread at
+        // shutdown. There, let the runtime go without blocking on it.
+        if let Some(rt) = self.rt.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
 }
 
 impl Link {
@@ -52,7 +66,8 @@ impl Link {
     ) -> Result<T, postgres::Error> {
         let driver = &mut self.driver;
         let mut fut = pin!(fut);
-        self.rt.block_on(poll_fn(|cx| {
+        let rt = self.rt.as_ref().expect("a live link has its runtime");
+        rt.block_on(poll_fn(|cx| {
             if let Some(d) = driver.as_mut() {
                 loop {
                     match d.as_mut().poll_message(cx) {
@@ -402,7 +417,7 @@ impl Pool {
         Ok(Conn {
             client,
             link: Link {
-                rt,
+                rt: Some(rt),
                 driver: Some(Box::pin(driver)),
             },
             stmts: HashMap::new(),

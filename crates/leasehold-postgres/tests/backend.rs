@@ -593,3 +593,18 @@ fn racing_puts_taking_one_saga_id_one_wins_the_other_already_exists() {
         assert!(e.message().contains(&wanted), "{e}");
     }
 }
+
+/// Regression: `leasehold serve --db postgres://…` panicked at shutdown
+/// ("Cannot drop a runtime in a context where blocking is not allowed") when
+/// the server dropped its last store handle on a Tokio thread: each pooled
+/// connection owns a small runtime of its own.
+#[test]
+fn dropping_a_store_inside_a_tokio_runtime_does_not_panic() {
+    let Some(cl) = cluster() else { return };
+    let store = cl.store(&testing::unique_schema("drop_rt"));
+    store.create(new_task("t"), &ctx(0)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async move { drop(store) });
+}
