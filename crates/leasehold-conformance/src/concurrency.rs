@@ -5,7 +5,7 @@
 //! so a backend can run the full 200-round version in its own tests.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use leasehold_core::{ErrorCode, Store, TaskState};
@@ -13,6 +13,75 @@ use leasehold_core::{ErrorCode, Store, TaskState};
 use crate::claim::req;
 use crate::support::*;
 use crate::Harness;
+
+/// A barrier that fails instead of hanging. `std::sync::Barrier` waits
+/// forever for a thread that panicked before reaching it, so one failing
+/// assertion in a race turned into a hang until the test runner's timeout.
+/// Here a thread that panics while holding a [`GateGuard`] breaks the gate:
+/// every thread waiting on it, and every thread arriving later, panics with
+/// a message pointing at the first panic.
+struct Gate {
+    parties: usize,
+    state: Mutex<GateState>,
+    turned: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    arrived: usize,
+    generation: u64,
+    broken: bool,
+}
+
+/// Breaks its [`Gate`] if the thread holding it unwinds.
+struct GateGuard(Arc<Gate>);
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.lock().broken = true;
+            self.0.turned.notify_all();
+        }
+    }
+}
+
+impl Gate {
+    fn new(parties: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            parties,
+            state: Mutex::default(),
+            turned: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held by each racing thread for its whole life.
+    fn guard(self: &Arc<Self>) -> GateGuard {
+        GateGuard(Arc::clone(self))
+    }
+
+    /// Wait until all parties arrive; panic if another party panicked.
+    fn wait(&self) {
+        const BROKEN: &str = "another thread of this race panicked (see its message above)";
+        let mut st = self.lock();
+        assert!(!st.broken, "{BROKEN}");
+        st.arrived += 1;
+        if st.arrived == self.parties {
+            st.arrived = 0;
+            st.generation += 1;
+            self.turned.notify_all();
+            return;
+        }
+        let generation = st.generation;
+        while st.generation == generation && !st.broken {
+            st = self.turned.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        assert!(st.generation != generation, "{BROKEN}");
+    }
+}
 
 /// Per round: (thread, `None` on success or the error code).
 type Outcomes = BTreeMap<usize, Vec<(usize, Option<ErrorCode>)>>;
@@ -37,7 +106,7 @@ pub fn lease_race_sized<H: Harness>(h: &H, rounds: usize, threads: usize) {
         create(&s, &format!("race-{r}"), 0);
     }
     let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
-    let barrier = Arc::new(Barrier::new(threads));
+    let barrier = Gate::new(threads);
     // outcomes[round] = list of (thread, Ok | error code)
     let outcomes: Arc<Mutex<Outcomes>> = Arc::default();
     thread::scope(|scope| {
@@ -45,6 +114,7 @@ pub fn lease_race_sized<H: Harness>(h: &H, rounds: usize, threads: usize) {
             let barrier = Arc::clone(&barrier);
             let outcomes = Arc::clone(&outcomes);
             scope.spawn(move || {
+                let _guard = barrier.guard();
                 for r in 0..rounds {
                     barrier.wait();
                     let res = store.acquire_lease(
@@ -102,13 +172,14 @@ pub fn claim_race_sized<H: Harness>(h: &H, tasks: usize, threads: usize) {
             .create(&s, 0);
     }
     let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
-    let barrier = Arc::new(Barrier::new(threads));
+    let barrier = Gate::new(threads);
     let claimed: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     thread::scope(|scope| {
         for (i, store) in handles.into_iter().enumerate() {
             let barrier = Arc::clone(&barrier);
             let claimed = Arc::clone(&claimed);
             scope.spawn(move || {
+                let _guard = barrier.guard();
                 let owner = format!("w{i}");
                 barrier.wait();
                 for round in 0.. {
@@ -152,13 +223,14 @@ pub fn terminal_race<H: Harness>(h: &H) {
     }
     let threads = 4;
     let handles: Vec<H::S> = (0..threads + 1).map(|_| h.another(&s)).collect();
-    let barrier = Arc::new(Barrier::new(threads + 1));
+    let barrier = Gate::new(threads + 1);
     let bad: Arc<Mutex<Vec<String>>> = Arc::default();
     thread::scope(|scope| {
         for (i, store) in handles.into_iter().enumerate() {
             let barrier = Arc::clone(&barrier);
             let bad = Arc::clone(&bad);
             scope.spawn(move || {
+                let _guard = barrier.guard();
                 for r in 0..rounds {
                     let id = format!("tr-{r}");
                     barrier.wait();
@@ -206,13 +278,14 @@ pub fn create_race<H: Harness>(h: &H) {
     let s = h.fresh();
     let threads = 16;
     let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
-    let barrier = Arc::new(Barrier::new(threads));
+    let barrier = Gate::new(threads);
     let results = Arc::new(Mutex::new(Vec::<(bool, Option<ErrorCode>)>::new()));
     thread::scope(|scope| {
         for (i, store) in handles.into_iter().enumerate() {
             let barrier = Arc::clone(&barrier);
             let results = Arc::clone(&results);
             scope.spawn(move || {
+                let _guard = barrier.guard();
                 barrier.wait();
                 let a = store.create(task("same-id").saga(&format!("saga-{i}")).build(), &ctx(0));
                 let b = store.create(task(&format!("id-{i}")).saga("same-saga").build(), &ctx(0));
@@ -243,13 +316,14 @@ pub fn reclaim_race<H: Harness>(h: &H) {
     }
     let threads = 6;
     let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
-    let barrier = Arc::new(Barrier::new(threads));
+    let barrier = Gate::new(threads);
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     thread::scope(|scope| {
         for store in handles {
             let barrier = Arc::clone(&barrier);
             let seen = Arc::clone(&seen);
             scope.spawn(move || {
+                let _guard = barrier.guard();
                 barrier.wait();
                 let got = store.reclaim(5, &ctx(20)).unwrap();
                 seen.lock().unwrap().extend(ids(&got));
@@ -280,13 +354,14 @@ pub fn mixed_acquire_claim_race<H: Harness>(h: &H) {
             .create(&s, 0);
     }
     let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
-    let barrier = Arc::new(Barrier::new(threads));
+    let barrier = Gate::new(threads);
     let wins: Arc<Mutex<BTreeMap<usize, Vec<String>>>> = Arc::default();
     let bad: Arc<Mutex<Vec<String>>> = Arc::default();
     thread::scope(|scope| {
         for (i, store) in handles.into_iter().enumerate() {
             let (barrier, wins, bad) = (Arc::clone(&barrier), Arc::clone(&wins), Arc::clone(&bad));
             scope.spawn(move || {
+                let _guard = barrier.guard();
                 let owner = format!("w{i}");
                 for r in 0..rounds {
                     barrier.wait();
@@ -341,12 +416,13 @@ pub fn expired_takeover_race<H: Harness>(h: &H) {
         leased(&s, &format!("exp-{r}"), "old", 0, 10);
     }
     let handles: Vec<H::S> = (0..threads).map(|_| h.another(&s)).collect();
-    let barrier = Arc::new(Barrier::new(threads));
+    let barrier = Gate::new(threads);
     let wins: Arc<Mutex<BTreeMap<usize, Vec<usize>>>> = Arc::default();
     thread::scope(|scope| {
         for (i, store) in handles.into_iter().enumerate() {
             let (barrier, wins) = (Arc::clone(&barrier), Arc::clone(&wins));
             scope.spawn(move || {
+                let _guard = barrier.guard();
                 for r in 0..rounds {
                     barrier.wait();
                     let res = store.acquire_lease(
@@ -376,5 +452,53 @@ pub fn expired_takeover_race<H: Harness>(h: &H) {
             ErrorCode::LeaseConflict,
             &[&id],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_racer_breaks_the_gate_instead_of_hanging_the_others() {
+        let gate = Gate::new(3);
+        let outcomes: Vec<bool> = thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|i| {
+                    let gate = Arc::clone(&gate);
+                    scope.spawn(move || {
+                        let _guard = gate.guard();
+                        gate.wait(); // round 1: everybody arrives
+                        assert!(i != 2, "racer 2 fails between rounds");
+                        gate.wait(); // round 2: racer 2 never arrives
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().is_ok()).collect()
+        });
+        assert_eq!(
+            outcomes,
+            vec![false, false, false],
+            "all three fail, none hangs"
+        );
+    }
+
+    #[test]
+    fn a_gate_without_panics_lets_every_round_through() {
+        let gate = Gate::new(4);
+        let passed = Arc::new(Mutex::new(0));
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                let (gate, passed) = (Arc::clone(&gate), Arc::clone(&passed));
+                scope.spawn(move || {
+                    let _guard = gate.guard();
+                    for _ in 0..50 {
+                        gate.wait();
+                        *passed.lock().unwrap() += 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*passed.lock().unwrap(), 200);
     }
 }
