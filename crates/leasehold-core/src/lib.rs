@@ -21,6 +21,7 @@
 //! - [`Timestamp`]: UTC microseconds, parsed from RFC 3339 with an offset.
 
 pub mod error;
+pub mod failpoint;
 pub mod limits;
 pub mod machine;
 pub mod memory;
