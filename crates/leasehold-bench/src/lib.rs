@@ -20,9 +20,14 @@
 //! - `create`: `--tasks` creates by `--workers` threads.
 //! - `cycle`: `--tasks` tasks are created (not timed), then `--workers`
 //!   threads loop claim (limit 1) → heartbeat → complete until none is left.
-//!   One op = one cycle = three writes.
+//!   One op = one cycle = three writes. With `--batch N` each worker claims
+//!   up to N tasks at once and extends and completes them with one
+//!   `heartbeat_many` and one `complete_many` call: still three writes per
+//!   task, N cycles per round, one latency sample per round.
 //! - `heartbeat`: each worker claims one task and heartbeats it; `--tasks`
-//!   heartbeats in all.
+//!   heartbeats in all. With `--batch N` each worker claims N tasks and
+//!   extends all N with one `heartbeat_many` call per op round (N
+//!   heartbeats counted per call, one latency sample per call).
 //! - `stale-scan`: `--tasks` tasks (default 1,000,000), 100 of them stale and
 //!   1,000 leased but not stale; `--calls` `list_stale` calls, each checked to
 //!   return exactly the 100.
@@ -33,8 +38,19 @@
 //! Workloads run against any [`leasehold_core::Store`]: the embedded SQLite
 //! store (`--db PATH`, default a fresh temporary file), PostgreSQL (`--db
 //! postgres://…`, a fresh schema per run) or a server over HTTP (`--server
-//! URL`, through `leasehold_client::HttpStore`). Tasks of a run live in a
-//! queue of their own, so a run never claims someone else's tasks.
+//! URL`). Tasks of a run live in a queue of their own, so a run never claims
+//! someone else's tasks.
+//!
+//! ## Through a server ([`http`])
+//!
+//! `--server` runs `cycle` and `heartbeat` with the async
+//! [`leasehold_client::Client`]: `--workers` concurrent tasks on a
+//! one-thread tokio runtime sharing one keep-alive connection pool (one
+//! connection per concurrent task), each sending exactly the requests the
+//! in-process workload makes calls (claim, heartbeat, complete; or the batch
+//! routes with `--batch`). `--blocking-client` runs the older driver instead
+//! — `--workers` threads on one blocking `HttpStore` — for comparisons.
+//! Setup (creating the tasks) always goes through `HttpStore`.
 //!
 //! Time: workloads use the wall clock for `Context::at` (a benchmark measures
 //! real time; a server ignores client time anyway). Unit tests of this crate
@@ -42,6 +58,7 @@
 //! counts, never speed.
 
 pub mod baseline;
+pub mod http;
 pub mod report;
 pub mod workloads;
 
@@ -49,6 +66,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use leasehold_core::limits::BATCH_ITEMS_MAX;
 use leasehold_core::{Error, Result, Store};
 use leasehold_sqlite::{Durability, SqliteOptions, SqliteStore};
 
@@ -199,7 +217,9 @@ pub struct Options {
     pub tasks: u64,
     /// SQLite commit durability (SQLite targets and `baseline-sqlite`).
     pub durability: Durability,
-    /// Updates per transaction for `baseline-sqlite`; 1 for the others.
+    /// Updates per transaction for `baseline-sqlite`; tasks per claim and
+    /// per `heartbeat_many` / `complete_many` call for `cycle` and
+    /// `heartbeat`; 1 otherwise.
     pub batch: u64,
     /// `list_stale` calls for `stale-scan`.
     pub calls: u64,
@@ -207,6 +227,9 @@ pub struct Options {
     pub bare: bool,
     /// Show a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// `--server`: drive it with `--workers` threads on one blocking
+    /// `HttpStore` (the older driver) instead of async tasks.
+    pub blocking_client: bool,
 }
 
 impl Options {
@@ -222,6 +245,7 @@ impl Options {
             calls: 2_000,
             bare: false,
             progress: false,
+            blocking_client: false,
         }
     }
 
@@ -240,11 +264,29 @@ impl Options {
         range("tasks", self.tasks, TASKS_MAX)?;
         range("batch", self.batch, 100_000)?;
         range("calls", self.calls, CALLS_MAX)?;
-        if (self.batch != 1 || self.bare) && self.workload != Workload::BaselineSqlite {
+        match self.workload {
+            Workload::BaselineSqlite => {}
+            Workload::Cycle | Workload::Heartbeat => {
+                range("batch", self.batch, BATCH_ITEMS_MAX as u64)?;
+            }
+            w if self.batch != 1 => {
+                return Err(Error::InvalidInput(format!(
+                    "--batch applies to cycle, heartbeat and baseline-sqlite, not {}",
+                    w.as_str()
+                )));
+            }
+            _ => {}
+        }
+        if self.bare && self.workload != Workload::BaselineSqlite {
             return Err(Error::InvalidInput(format!(
-                "--batch and --bare only apply to baseline-sqlite, not {}",
+                "--bare only applies to baseline-sqlite, not {}",
                 self.workload.as_str()
             )));
+        }
+        if self.blocking_client && !matches!(self.target, Target::Server { .. }) {
+            return Err(Error::InvalidInput(
+                "--blocking-client only applies with --server".into(),
+            ));
         }
         if self.workload == Workload::Reclaim && matches!(self.target, Target::Server { .. }) {
             return Err(Error::InvalidInput(

@@ -138,7 +138,8 @@ pub fn run(opts: &Options) -> Result<Report> {
             (s, e, n, setup)
         }
         Workload::Heartbeat => {
-            create_tasks(&store, opts, &id, &queue, opts.workers as u64, "setup")?;
+            let held = opts.workers as u64 * opts.batch;
+            create_tasks(&store, opts, &id, &queue, held, "setup")?;
             let setup = setup_start.elapsed();
             tx_before = txs().unwrap_or(0);
             let (s, e) = heartbeat(&store, opts, &queue)?;
@@ -213,57 +214,124 @@ pub(crate) fn report(
     }
 }
 
-/// claim (limit 1) → heartbeat → complete until the queue is empty; checks
-/// that every task was cycled exactly once.
+/// Check that every item of a batch call was accepted.
+fn all_ok(what: &str, got: Vec<Result<Task>>, sent: usize) -> Result<()> {
+    if got.len() != sent {
+        return Err(Error::Internal(format!(
+            "{what} answered {} items for {sent}",
+            got.len()
+        )));
+    }
+    got.into_iter().try_for_each(|r| r.map(drop))
+}
+
+/// The ids cycled, checked to be exactly `tasks` distinct ones.
+pub(crate) fn check_cycled(mut ids: Vec<String>, tasks: u64) -> Result<u64> {
+    let n = ids.len() as u64;
+    ids.sort_unstable();
+    ids.dedup();
+    if n != tasks || ids.len() as u64 != tasks {
+        return Err(Error::Internal(format!(
+            "cycle completed {n} tasks ({} distinct), expected {tasks} each exactly once",
+            ids.len()
+        )));
+    }
+    Ok(n)
+}
+
+/// claim → heartbeat → complete until the queue is empty; checks that every
+/// task was cycled exactly once. `opts.batch` > 1: claims up to that many
+/// tasks per round and extends and completes them with one `heartbeat_many`
+/// and one `complete_many` call (one latency sample per round).
 fn cycle(store: &Arc<dyn Store>, opts: &Options, queue: &str) -> Result<(Vec<u64>, Duration, u64)> {
-    let done = Arc::new(AtomicU64::new(0));
+    if let Target::Server { url, token } = &opts.target {
+        if !opts.blocking_client {
+            return crate::http::cycle(url, token, opts, queue);
+        }
+    }
     let pb = progress(opts, opts.tasks, "cycle");
-    let (store2, queue, done2, pb2) = (
-        Arc::clone(store),
-        queue.to_string(),
-        Arc::clone(&done),
-        pb.clone(),
-    );
+    let (store2, queue, pb2) = (Arc::clone(store), queue.to_string(), pb.clone());
+    let batch = opts.batch as u32;
+    let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+        opts.tasks as usize,
+    )));
+    let ids2 = Arc::clone(&ids);
     let (samples, elapsed) = parallel(opts.workers, move |w, samples| {
         let req = ClaimRequest {
             owner: format!("bench-worker-{w}"),
             queues: vec![queue.clone()],
             ttl: TTL,
-            limit: 1,
+            limit: batch,
         };
+        let mut mine = Vec::new();
         loop {
             let start = Instant::now();
-            let c = ctx();
-            let Some(t) = store2.claim(&req, &c)?.pop() else {
-                return Ok(());
-            };
-            let f = fence(&t)?;
+            let got = store2.claim(&req, &ctx())?;
+            if got.is_empty() {
+                break;
+            }
             let c = ctx();
             let exp =
                 c.at.checked_add(TTL * 2)
                     .ok_or_else(|| Error::Internal("clock overflow".into()))?;
-            store2.heartbeat(&t.task_id, &f, exp, &c)?;
-            store2.complete(&t.task_id, None, Some(&f), &ctx())?;
+            if batch == 1 {
+                let t = &got[0];
+                let f = fence(t)?;
+                store2.heartbeat(&t.task_id, &f, exp, &c)?;
+                store2.complete(&t.task_id, None, Some(&f), &ctx())?;
+            } else {
+                let leases = got
+                    .iter()
+                    .map(|t| Ok((t.task_id.clone(), fence(t)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                all_ok(
+                    "heartbeat_many",
+                    store2.heartbeat_many(&leases, exp, &c)?,
+                    leases.len(),
+                )?;
+                all_ok(
+                    "complete_many",
+                    store2.complete_many(&leases, None, &ctx())?,
+                    leases.len(),
+                )?;
+            }
             samples.push(start.elapsed().as_micros() as u64);
-            done2.fetch_add(1, Ordering::Relaxed);
-            pb2.inc(1);
+            pb2.inc(got.len() as u64);
+            mine.extend(got.into_iter().map(|t| t.task_id));
         }
+        ids2.lock()
+            .map_err(|_| Error::Internal("a bench worker panicked".into()))?
+            .extend(mine);
+        Ok(())
     })?;
     pb.finish_and_clear();
-    let n = done.load(Ordering::Relaxed);
-    if n != opts.tasks {
-        return Err(Error::Internal(format!(
-            "cycle completed {n} tasks, expected {}",
-            opts.tasks
-        )));
-    }
+    let ids = std::mem::take(
+        &mut *ids
+            .lock()
+            .map_err(|_| Error::Internal("a bench worker panicked".into()))?,
+    );
+    let n = check_cycled(ids, opts.tasks)?;
     Ok((samples, elapsed, n))
 }
 
-/// Each worker claims one task and heartbeats it; `opts.tasks` heartbeats in all.
+/// Heartbeats this worker sends in all: its share of `total`, the first
+/// `total % workers` workers taking one more.
+pub(crate) fn share(total: u64, workers: u64, w: u64) -> u64 {
+    total / workers + u64::from(w < total % workers)
+}
+
+/// Each worker claims `opts.batch` tasks and heartbeats them (one
+/// `heartbeat` call each, or one `heartbeat_many` per round when
+/// `opts.batch` > 1); `opts.tasks` heartbeats in all.
 fn heartbeat(store: &Arc<dyn Store>, opts: &Options, queue: &str) -> Result<(Vec<u64>, Duration)> {
+    if let Target::Server { url, token } = &opts.target {
+        if !opts.blocking_client {
+            return crate::http::heartbeat(url, token, opts, queue);
+        }
+    }
     let total = opts.tasks;
     let workers = opts.workers as u64;
+    let batch = opts.batch;
     let pb = progress(opts, total, "heartbeat");
     let (store2, queue, pb2) = (Arc::clone(store), queue.to_string(), pb.clone());
     let out = parallel(opts.workers, move |w, samples| {
@@ -271,26 +339,41 @@ fn heartbeat(store: &Arc<dyn Store>, opts: &Options, queue: &str) -> Result<(Vec
             owner: format!("bench-worker-{w}"),
             queues: vec![queue.clone()],
             ttl: TTL,
-            limit: 1,
+            limit: batch as u32,
         };
-        let t = store2
-            .claim(&req, &ctx())?
-            .pop()
-            .ok_or_else(|| Error::Internal(format!("worker {w} found no task to lease")))?;
-        let f = fence(&t)?;
-        // This worker's share; the first `total % workers` take one more.
-        let w = w as u64;
-        let mine = total / workers + u64::from(w < total % workers);
-        for i in 0..mine {
+        let held = store2.claim(&req, &ctx())?;
+        if held.len() as u64 != batch {
+            return Err(Error::Internal(format!(
+                "worker {w} leased {} tasks, expected {batch}",
+                held.len()
+            )));
+        }
+        let leases = held
+            .iter()
+            .map(|t| Ok((t.task_id.clone(), fence(t)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut left = share(total, workers, w as u64);
+        let mut i = 0u64;
+        while left > 0 {
+            let n = left.min(batch);
             let c = ctx();
             // Strictly later every time, also through a server that adds the
-            // TTL to its own clock: one more millisecond per heartbeat.
+            // TTL to its own clock: one more millisecond per call.
             let ttl = TTL * 2 + Duration::from_millis(i + 1);
             let exp =
                 c.at.checked_add(ttl)
                     .ok_or_else(|| Error::Internal("clock overflow".into()))?;
-            timed(samples, || store2.heartbeat(&t.task_id, &f, exp, &c))?;
-            pb2.inc(1);
+            if batch == 1 {
+                let (id, f) = &leases[0];
+                timed(samples, || store2.heartbeat(id, f, exp, &c))?;
+            } else {
+                let part = &leases[..n as usize];
+                let got = timed(samples, || store2.heartbeat_many(part, exp, &c))?;
+                all_ok("heartbeat_many", got, part.len())?;
+            }
+            pb2.inc(n);
+            left -= n;
+            i += 1;
         }
         Ok(())
     });

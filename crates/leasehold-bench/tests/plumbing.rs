@@ -62,6 +62,28 @@ fn store_workloads_on_sqlite_do_exactly_their_work() {
 }
 
 #[test]
+fn batched_cycle_and_heartbeat_count_every_item() {
+    // 53 tasks in claims of up to 7: the last rounds are partial, and every
+    // task is still cycled exactly once (the run checks the ids).
+    let r = run(&Options {
+        batch: 7,
+        ..tiny(Workload::Cycle, 53, 3)
+    })
+    .unwrap();
+    check(&r, "cycle", 53);
+    assert_eq!((r.batch, r.writes_per_op), (7, 3));
+    // 4 workers × 5 held leases; 47 heartbeats = shares 12, 12, 12, 11,
+    // sent in calls of 5, 5, 2 (and 5, 5, 1).
+    let r = run(&Options {
+        batch: 5,
+        ..tiny(Workload::Heartbeat, 47, 4)
+    })
+    .unwrap();
+    check(&r, "heartbeat", 47);
+    assert_eq!(r.batch, 5);
+}
+
+#[test]
 fn baseline_sqlite_one_per_transaction_and_batched() {
     let r = run(&tiny(Workload::BaselineSqlite, 40, 8)).unwrap();
     check(&r, "baseline-sqlite", 40);
@@ -95,9 +117,30 @@ fn bad_options_are_invalid_input_naming_the_flag() {
         (
             Options {
                 batch: 5,
+                ..tiny(Workload::Create, 10, 1)
+            },
+            "--batch",
+        ),
+        (
+            Options {
+                batch: 1001,
                 ..tiny(Workload::Cycle, 10, 1)
             },
             "--batch",
+        ),
+        (
+            Options {
+                bare: true,
+                ..tiny(Workload::Heartbeat, 10, 1)
+            },
+            "--bare",
+        ),
+        (
+            Options {
+                blocking_client: true,
+                ..tiny(Workload::Cycle, 10, 1)
+            },
+            "--blocking-client",
         ),
         (tiny(Workload::StaleScan, 10, 1), "stale-scan"),
     ] {
@@ -139,25 +182,124 @@ fn target_from_flags() {
     );
 }
 
-/// The cycle through a real server over HTTP (loopback), via HttpStore.
-#[test]
-fn cycle_through_the_server() {
+/// A loopback server on a fresh SQLite file, and the options to reach it.
+fn start_server() -> (
+    tempfile::TempDir,
+    Arc<dyn Store>,
+    leasehold_server::testing::TestServer,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(leasehold_sqlite::SqliteStore::open(dir.path().join("s.db")).unwrap());
     let server = leasehold_server::testing::TestServer::start(store.clone(), false);
-    let o = Options {
+    (dir, store, server)
+}
+
+fn via(server: &leasehold_server::testing::TestServer, o: Options) -> Options {
+    Options {
         target: Target::Server {
             url: server.url(),
             token: server.operator_token(),
         },
-        ..tiny(Workload::Cycle, 20, 4)
-    };
-    let r = run(&o).unwrap();
-    check(&r, "cycle", 20);
-    assert_eq!((r.backend.as_str(), r.durability.as_str()), ("http", "n/a"));
-    let c = store.counts().unwrap();
-    assert_eq!(c[&leasehold_core::TaskState::Completed], 20);
+        ..o
+    }
+}
+
+/// `leasehold_http_requests_total` for one POST route (all statuses).
+fn requests(server: &leasehold_server::testing::TestServer, route: &str) -> u64 {
+    let text = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", server.url()))
+        .bearer_auth(server.operator_token())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let prefix = format!("leasehold_http_requests_total{{method=\"POST\",route=\"{route}\",");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+const CLAIM: &str = "/v1/claim";
+const HEARTBEAT: &str = "/v1/tasks/{id}/heartbeat";
+const COMPLETE: &str = "/v1/tasks/{id}/complete";
+const HEARTBEATS: &str = "/v1/heartbeats";
+const COMPLETIONS: &str = "/v1/completions";
+
+/// The cycle through a real server over HTTP (loopback), with the async
+/// driver and with the blocking one: the same three requests per task,
+/// plus one empty claim per worker at the end, whichever drives them.
+#[test]
+fn cycle_through_the_server_sends_three_requests_per_task() {
+    for blocking_client in [false, true] {
+        let (_dir, store, server) = start_server();
+        let o = via(
+            &server,
+            Options {
+                blocking_client,
+                ..tiny(Workload::Cycle, 20, 4)
+            },
+        );
+        let r = run(&o).unwrap();
+        check(&r, "cycle", 20);
+        assert_eq!((r.backend.as_str(), r.durability.as_str()), ("http", "n/a"));
+        let c = store.counts().unwrap();
+        assert_eq!(c[&leasehold_core::TaskState::Completed], 20);
+        let sent: Vec<u64> = [CLAIM, HEARTBEAT, COMPLETE, HEARTBEATS, COMPLETIONS]
+            .iter()
+            .map(|route| requests(&server, route))
+            .collect();
+        assert_eq!(
+            sent,
+            [24, 20, 20, 0, 0],
+            "blocking_client {blocking_client}"
+        );
+    }
+}
+
+/// `--batch` through the server uses the batch routes: one heartbeats and
+/// one completions request per claim that found tasks.
+#[test]
+fn batched_cycle_and_heartbeat_through_the_server_use_the_batch_routes() {
+    let (_dir, store, server) = start_server();
+    let r = run(&via(
+        &server,
+        Options {
+            batch: 6,
+            ..tiny(Workload::Cycle, 40, 3)
+        },
+    ))
+    .unwrap();
+    check(&r, "cycle", 40);
+    assert_eq!(
+        store.counts().unwrap()[&leasehold_core::TaskState::Completed],
+        40
+    );
+    let claims = requests(&server, CLAIM);
+    let rounds = requests(&server, HEARTBEATS);
+    // At least ceil(40 / 6) rounds; each worker ends with one empty claim.
+    assert!(rounds >= 7, "{rounds}");
+    assert_eq!(claims, rounds + 3);
+    assert_eq!(requests(&server, COMPLETIONS), rounds);
+    assert_eq!(
+        requests(&server, HEARTBEAT) + requests(&server, COMPLETE),
+        0
+    );
+
+    let (_dir, _store, server) = start_server();
+    let r = run(&via(
+        &server,
+        Options {
+            batch: 5,
+            ..tiny(Workload::Heartbeat, 47, 4)
+        },
+    ))
+    .unwrap();
+    check(&r, "heartbeat", 47);
+    // Shares 12, 12, 12, 11 in calls of 5: 3 calls each.
+    assert_eq!(requests(&server, HEARTBEATS), 12);
+    assert_eq!(requests(&server, HEARTBEAT), 0);
 }
 
 /// Both PostgreSQL paths on a throwaway cluster, when the machine has

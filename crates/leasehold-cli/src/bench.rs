@@ -35,7 +35,8 @@ pub struct BenchArgs {
     /// SQLite durability: full or normal.
     #[arg(long, default_value = "full")]
     pub durability: String,
-    /// baseline-sqlite: updates per transaction.
+    /// baseline-sqlite: updates per transaction. cycle, heartbeat: tasks per
+    /// claim and per heartbeat_many / complete_many call (up to 1,000).
     #[arg(long, default_value_t = 1)]
     pub batch: u64,
     /// stale-scan: list_stale calls.
@@ -44,6 +45,10 @@ pub struct BenchArgs {
     /// baseline-sqlite: a bare four-column table instead of Leasehold's schema.
     #[arg(long)]
     pub bare: bool,
+    /// With --server: drive it from --workers threads sharing one blocking
+    /// HttpStore (the older driver) instead of async tasks on one thread.
+    #[arg(long = "blocking-client")]
+    pub blocking_client: bool,
 }
 
 /// Resolve the flags (no I/O).
@@ -66,6 +71,7 @@ pub fn options(args: &BenchArgs, db: Option<&str>) -> Result<Options> {
         batch: args.batch,
         calls: args.calls,
         bare: args.bare,
+        blocking_client: args.blocking_client,
         progress: true,
         ..Options::new(workload)
     })
@@ -120,6 +126,7 @@ mod tests {
             batch: 1,
             calls: 3,
             bare: false,
+            blocking_client: false,
         }
     }
 
