@@ -5,7 +5,9 @@
 //! - A UNIQUE violation on `task_id` / `saga_id` → `already_exists`, naming
 //!   the id. The store checks uniqueness itself before writing (to give the
 //!   same message as the model), so this is a second line of defence.
-//! - Everything else (I/O, corruption, misuse) → `internal`, saying what the
+//! - `SQLITE_IOERR` and `SQLITE_FULL` → `unavailable`: the statement and its
+//!   transaction were rolled back, so nothing changed and a retry may succeed.
+//! - Everything else (corruption, misuse) → `internal`, saying what the
 //!   store was doing.
 
 use leasehold_core::Error;
@@ -23,6 +25,14 @@ pub fn map(e: rusqlite::Error, what: &str) -> Error {
             Code::DiskFull => {
                 return Error::Unavailable(format!(
                     "sqlite could not {what}: the disk is full: {e}"
+                ))
+            }
+            // An I/O error aborts the statement (SQLite rolls the transaction
+            // back, so does the store): nothing changed, and a later try may
+            // well succeed. Issue #7: only `unavailable` as a server error.
+            Code::SystemIoFailure => {
+                return Error::Unavailable(format!(
+                    "sqlite could not {what}: I/O error: {e}; retry"
                 ))
             }
             _ => {}

@@ -259,8 +259,10 @@ fn run_batch(conn: &mut Connection, busy_timeout: Duration, jobs: Vec<Job>) {
         }
         done.push((job, out));
     }
-    match tx.commit() {
+    match crate::failpoints::point("sqlite::before_commit").and_then(|()| tx.commit()) {
         Ok(()) => {
+            // Committed, nobody answered yet (a failpoint may abort here).
+            let _ = crate::failpoints::point("sqlite::after_commit");
             for (job, out) in done {
                 job.answer(out);
             }

@@ -92,16 +92,22 @@
 //! OS page cache) and never corrupts the file, but the last commits may be
 //! lost on power loss. Use it only for bulk loads or throwaway data.
 //!
-//! **Errors.** `SQLITE_BUSY`/`SQLITE_LOCKED` after `busy_timeout` →
-//! `unavailable` (retryable, nothing changed); UNIQUE violations on
+//! **Errors.** `SQLITE_BUSY`/`SQLITE_LOCKED` after `busy_timeout`, and
+//! `SQLITE_IOERR`/`SQLITE_FULL`, → `unavailable` (retryable, nothing
+//! changed: the operation rolled back); UNIQUE violations on
 //! `task_id`/`saga_id` → `already_exists` naming the id; corrupt rows (bad
 //! enum text, bad JSON, broken invariants) and other SQLite failures →
 //! `internal`. Fencing tokens and versions are `u64` in the model but SQLite
 //! integers are `i64`: a value above `i64::MAX` is refused with
 //! `invalid_input` rather than wrapped.
+//!
+//! **Failpoints.** With the `failpoints` feature (tests only), the write path
+//! can be made to fail at any statement, between a task row and its history
+//! entry, and before or after COMMIT (see the `failpoints` module).
 
 mod busy;
 mod errors;
+mod failpoints;
 mod group;
 pub mod migrations;
 mod queries;
@@ -363,7 +369,10 @@ impl SqliteStore {
         let ops: Vec<group::Op> = fs
             .into_iter()
             .map(|f| -> group::Op {
-                Box::new(move |tx| f(tx).map(|t| Box::new(t) as group::Output))
+                Box::new(move |tx| {
+                    let _w = failpoints::WriteScope::enter();
+                    f(tx).map(|t| Box::new(t) as group::Output)
+                })
             })
             .collect();
         self.group
@@ -380,8 +389,8 @@ impl SqliteStore {
 
 /// Load one task by id inside `tx`: `(seq, task)`.
 fn load(tx: &Connection, task_id: &str) -> Result<Option<(u64, Task)>> {
-    let raw = tx
-        .prepare_cached(q::GET_BY_ID)
+    let raw = failpoints::statement()
+        .and_then(|()| tx.prepare_cached(q::GET_BY_ID))
         .and_then(|mut s| s.query_row([task_id], RawTask::read).optional())
         .map_err(|e| map(e, &format!("load task {task_id:?}")))?;
     raw.map(RawTask::decode).transpose()
@@ -389,8 +398,8 @@ fn load(tx: &Connection, task_id: &str) -> Result<Option<(u64, Task)>> {
 
 /// Load one task by sequence number inside `tx`.
 fn load_seq(tx: &Connection, seq: u64) -> Result<(u64, Task)> {
-    let raw = tx
-        .prepare_cached(q::GET_BY_SEQ)
+    let raw = failpoints::statement()
+        .and_then(|()| tx.prepare_cached(q::GET_BY_SEQ))
         .and_then(|mut s| s.query_row([seq as i64], RawTask::read).optional())
         .map_err(|e| map(e, &format!("load task #{seq}")))?
         .ok_or_else(|| {
@@ -415,7 +424,8 @@ fn query_tasks(conn: &Connection, sql_text: &str, params: &[Value]) -> Result<Ve
 fn insert_history(tx: &Connection, seq: u64, h: &HistoryEntry) -> Result<()> {
     let mut values = vec![Value::Integer(seq as i64)];
     values.extend(history_values(h)?);
-    tx.prepare_cached(q::INSERT_HISTORY)
+    failpoints::statement()
+        .and_then(|()| tx.prepare_cached(q::INSERT_HISTORY))
         .and_then(|mut s| s.execute(params_from_iter(values.iter())))
         .map_err(|e| map(e, &format!("append history of task {:?}", h.task_id)))?;
     Ok(())
@@ -424,12 +434,15 @@ fn insert_history(tx: &Connection, seq: u64, h: &HistoryEntry) -> Result<()> {
 /// Insert a new task row and its history entry; returns the stored task.
 fn insert(tx: &Connection, t: Transition) -> Result<Task> {
     let values = task_values(&t.task)?;
-    tx.prepare_cached(q::INSERT_TASK)
+    failpoints::statement()
+        .and_then(|()| tx.prepare_cached(q::INSERT_TASK))
         .and_then(|mut s| s.execute(params_from_iter(values.iter())))
         .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
     let seq = u64::try_from(tx.last_insert_rowid())
         .map_err(|_| Error::Internal("sqlite returned a negative rowid".into()))?;
     if let Some(h) = &t.history {
+        failpoints::point("sqlite::between_task_and_history")
+            .map_err(sql("append the history of a new task"))?;
         insert_history(tx, seq, h)?;
     }
     Ok(t.task)
@@ -464,8 +477,8 @@ fn commit(tx: &Connection, seq: u64, old: &Task, t: Transition) -> Result<Task> 
         } else {
             q::UPDATE_TASK
         };
-        let rows = tx
-            .prepare_cached(sql_text)
+        let rows = failpoints::statement()
+            .and_then(|()| tx.prepare_cached(sql_text))
             .and_then(|mut s| s.execute(params_from_iter(values.iter())))
             .map_err(|e| write_task(e, &t.task.task_id, &t.task.saga_id))?;
         if rows != 1 {
@@ -475,6 +488,10 @@ fn commit(tx: &Connection, seq: u64, old: &Task, t: Transition) -> Result<Task> 
                 "task {:?} changed under the write lock (expected version {old_version}); nothing was written",
                 t.task.task_id
             )));
+        }
+        if t.history.is_some() {
+            failpoints::point("sqlite::between_task_and_history")
+                .map_err(sql("append the history of an updated task"))?;
         }
     }
     if let Some(h) = &t.history {
@@ -498,8 +515,8 @@ fn apply_seq(tx: &Connection, seq: u64, cmd: &Command, ctx: &Context) -> Result<
 }
 
 fn stale_seqs(tx: &Connection, now: Timestamp, limit: i64) -> Result<Vec<u64>> {
-    let mut stmt = tx
-        .prepare_cached(q::STALE_SEQS)
+    let mut stmt = failpoints::statement()
+        .and_then(|()| tx.prepare_cached(q::STALE_SEQS))
         .map_err(sql("query stale tasks"))?;
     let seqs = stmt
         .query_map(rusqlite::params![now.as_micros(), limit], |r| {
@@ -512,8 +529,8 @@ fn stale_seqs(tx: &Connection, now: Timestamp, limit: i64) -> Result<Vec<u64>> {
 }
 
 fn candidates(tx: &Connection, sql_text: &str, params: &[Value]) -> Result<Vec<(i32, u64)>> {
-    let mut stmt = tx
-        .prepare_cached(sql_text)
+    let mut stmt = failpoints::statement()
+        .and_then(|()| tx.prepare_cached(sql_text))
         .map_err(sql("query claim candidates"))?;
     let rows = stmt
         .query_map(params_from_iter(params.iter()), |r| {
@@ -532,7 +549,8 @@ fn candidates(tx: &Connection, sql_text: &str, params: &[Value]) -> Result<Vec<(
 }
 
 fn saga_owner(tx: &Connection, saga_id: &str) -> Result<Option<String>> {
-    tx.prepare_cached(q::TASK_BY_SAGA)
+    failpoints::statement()
+        .and_then(|()| tx.prepare_cached(q::TASK_BY_SAGA))
         .and_then(|mut s| s.query_row([saga_id], |r| r.get::<_, String>(0)).optional())
         .map_err(|e| map(e, &format!("look up saga {saga_id:?}")))
 }
