@@ -61,6 +61,7 @@
 pub mod schema;
 
 mod error;
+mod failpoints;
 mod pool;
 mod rows;
 

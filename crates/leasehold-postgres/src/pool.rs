@@ -165,12 +165,25 @@ impl Tx<'_> {
         prepared(self.client, self.link, self.stmts, sql)
     }
 
+    /// Failpoint `name` (see [`crate::failpoints`]): send the statement
+    /// that causes the configured fault, in this transaction. Compiled out
+    /// without the `failpoints` feature.
+    #[inline(always)]
+    fn failpoint(&mut self, name: &str) -> Result<(), postgres::Error> {
+        if let Some(sql) = crate::failpoints::fault(name) {
+            let client = self.client;
+            self.run(client.batch_execute(sql))?;
+        }
+        Ok(())
+    }
+
     /// Rows of a query (the transaction's BEGIN rides with the first one).
     pub(crate) fn query(
         &mut self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, postgres::Error> {
+        self.failpoint("pg::statement")?;
         let st = self.prepared(sql)?;
         self.run(self.client.query(&st, params))
     }
@@ -182,6 +195,7 @@ impl Tx<'_> {
         a: (&str, &[&(dyn ToSql + Sync)]),
         b: (&str, &[&(dyn ToSql + Sync)]),
     ) -> Result<(Vec<Row>, Vec<Row>), postgres::Error> {
+        self.failpoint("pg::statement")?;
         let (sa, sb) = (self.prepared(a.0)?, self.prepared(b.0)?);
         let client = self.client;
         let (ra, rb) =
@@ -215,6 +229,8 @@ impl Tx<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Committed<Vec<Row>>, Fail> {
+        self.failpoint("pg::statement")?;
+        self.failpoint("pg::before_commit")?;
         let st = self.prepared(sql)?;
         let client = self.client;
         let begun = self.state != TxState::NotBegun;
@@ -228,7 +244,11 @@ impl Tx<'_> {
             (self.link.block_on(client.query(&st, params)), Ok(()))
         };
         match (rows, commit) {
-            (Ok(rows), Ok(())) => Ok(Committed::Done(rows)),
+            (Ok(rows), Ok(())) => {
+                // Committed, the caller has no answer yet (a failpoint may abort here).
+                let _ = crate::failpoints::fault("pg::after_commit");
+                Ok(Committed::Done(rows))
+            }
             // A statement the database refused aborted the transaction, and
             // PostgreSQL answers the COMMIT of an aborted one with a rollback.
             (Err(e), _) if e.code().is_some() => Ok(Committed::RolledBack(e)),
@@ -469,12 +489,20 @@ impl Pool {
                     stmts,
                     state: TxState::NotBegun,
                 };
-                let outcome = body(&mut tx);
+                let outcome = body(&mut tx).and_then(|v| {
+                    if tx.state == TxState::Open {
+                        tx.failpoint("pg::before_commit")?; // no-op unless configured
+                    }
+                    Ok(v)
+                });
                 let state = tx.state;
                 match (outcome, state) {
                     (Ok(v), TxState::Ended | TxState::NotBegun) => return Ok(v),
                     (Ok(v), TxState::Open) => match link.block_on(client.batch_execute("COMMIT")) {
-                        Ok(()) => return Ok(v),
+                        Ok(()) => {
+                            let _ = crate::failpoints::fault("pg::after_commit");
+                            return Ok(v);
+                        }
                         Err(e) => Fail::Commit(e),
                     },
                     (Err(f), TxState::Open) => {
