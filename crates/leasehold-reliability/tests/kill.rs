@@ -1,12 +1,17 @@
 //! Kill -9 of the server under load, at random moments and (with the
-//! `failpoints` feature) at named failpoints: before the store call, and after
-//! commit before the response. After each crash the store is opened directly
-//! and checked: no acknowledged operation lost (every task is exactly as last
-//! acknowledged, or one in-flight call further), no torn task (state, lease,
-//! history and compensations agree), tokens never go back, SQLite
-//! `integrity_check` is `ok`. Tasks from earlier rounds are re-checked after
-//! every later crash. Quick: 10 kills per backend (+2 per failpoint);
-//! long tier: 50 (+10 per failpoint).
+//! `failpoints` feature) at named failpoints where the server aborts itself:
+//! in the server, before the store call and after commit before the
+//! response; inside SQLite, between a task row write and its history insert,
+//! before COMMIT and after COMMIT before the callers are answered; inside
+//! PostgreSQL, before COMMIT and after COMMIT (PostgreSQL writes a task and
+//! its history in one statement, so it has no point between them). After
+//! each crash the store is opened directly and checked: no acknowledged
+//! operation lost (every task is exactly as last acknowledged, or one
+//! in-flight call further), no torn task (state, lease, history and
+//! compensations agree), tokens never go back, SQLite `integrity_check` is
+//! `ok`. Tasks from earlier rounds are re-checked after every later crash.
+//! Quick: 10 kills per backend (+2 per failpoint); long tier: 50 (+10 per
+//! failpoint).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -187,31 +192,50 @@ enum Crash {
     Failpoint(&'static str),
 }
 
+/// The server's own failpoints, on every backend.
+const SERVER_POINTS: [&str; 2] = ["before_store_call", "after_commit_before_response"];
+/// SQLite's failpoints the server is aborted at.
+const SQLITE_POINTS: [&str; 3] = [
+    "sqlite::between_task_and_history",
+    "sqlite::before_commit",
+    "sqlite::after_commit",
+];
+/// PostgreSQL's (no point between task and history: one statement writes both).
+const POSTGRES_POINTS: [&str; 2] = ["pg::before_commit", "pg::after_commit"];
+
+/// Points after the commit: an abort there must leave committed, unanswered calls.
+fn after_commit(point: &str) -> bool {
+    point.contains("after_commit")
+}
+
 fn battery(
     db: &str,
     open: &dyn Fn() -> Box<dyn Store>,
     integrity: &dyn Fn() -> Option<String>,
     backend: &str,
+    backend_points: &[&'static str],
 ) {
     let bin = Path::new(env!("CARGO_BIN_EXE_reliability-server"));
     let mut plan: Vec<Crash> = (0..sizes::kills()).map(|_| Crash::Random).collect();
     if cfg!(feature = "failpoints") {
         for _ in 0..sizes::pick(2, 10) {
-            plan.push(Crash::Failpoint("before_store_call"));
-            plan.push(Crash::Failpoint("after_commit_before_response"));
+            for point in SERVER_POINTS.iter().chain(backend_points) {
+                plan.push(Crash::Failpoint(point));
+            }
         }
     }
     let seed = sizes::seed(4242);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut after_commit_applied = 0;
+    let mut after_commit_applied: BTreeMap<&str, usize> = BTreeMap::new();
     let mut failpoint_rounds = 0;
     for (round, crash) in plan.iter().enumerate() {
         let mut env = HashMap::new();
         if let Crash::Failpoint(name) = crash {
+            // fail-rs syntax: let K hits pass, abort at the next one.
             env.insert(
-                "LEASEHOLD_FAILPOINT".to_string(),
-                format!("{name}:abort@{}", rng.gen_range(5..60)),
+                "FAILPOINTS".to_string(),
+                format!("{name}={}*off->return(abort)", rng.gen_range(4..59)),
             );
         }
         let mut srv = ServerProc::start(bin, db, 0, &env);
@@ -230,7 +254,10 @@ fn battery(
             }
             Crash::Failpoint(name) => {
                 let st = srv.proc.wait_exit(Duration::from_secs(60));
-                assert!(st.is_some(), "server never reached failpoint {name}");
+                let st = st.unwrap_or_else(|| panic!("server never reached failpoint {name}"));
+                // It aborted at the point (SIGABRT), not some other way.
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(st.signal(), Some(6), "{backend} at {name}: {st:?}");
                 failpoint_rounds += 1;
             }
         }
@@ -243,8 +270,10 @@ fn battery(
         let store = open();
         let mut l = ledger.lock().unwrap();
         let applied = verify(&*store, &mut l, &format!("{backend} round {round}"));
-        if let Crash::Failpoint("after_commit_before_response") = crash {
-            after_commit_applied += applied;
+        if let Crash::Failpoint(name) = crash {
+            if after_commit(name) {
+                *after_commit_applied.entry(*name).or_default() += applied;
+            }
         }
         assert!(
             l.violations.is_empty(),
@@ -265,10 +294,15 @@ fn battery(
         l.acked_ops
     );
     if cfg!(feature = "failpoints") {
-        assert!(
-            after_commit_applied >= 1,
-            "the after-commit failpoint never left a committed, unacknowledged call"
-        );
+        eprintln!("committed but unacknowledged calls found after aborts at after-commit points: {after_commit_applied:?}");
+        for point in SERVER_POINTS.iter().chain(backend_points) {
+            if after_commit(point) {
+                assert!(
+                    after_commit_applied.get(point).copied().unwrap_or(0) >= 1,
+                    "the failpoint {point} never left a committed, unacknowledged call"
+                );
+            }
+        }
     }
 }
 
@@ -286,6 +320,7 @@ fn kill_9_of_the_server_process_on_sqlite_loses_no_acknowledged_operation() {
             Some(s.integrity_check().unwrap())
         },
         "sqlite",
+        &SQLITE_POINTS,
     );
 }
 
@@ -296,7 +331,13 @@ fn kill_9_of_the_server_process_on_postgres_loses_no_acknowledged_operation() {
     };
     let schema = leasehold_postgres::testing::unique_schema("kill");
     let url = cl.url_with_schema(&schema);
-    battery(&url, &|| Box::new(cl.store(&schema)), &|| None, "postgres");
+    battery(
+        &url,
+        &|| Box::new(cl.store(&schema)),
+        &|| None,
+        "postgres",
+        &POSTGRES_POINTS,
+    );
 }
 
 /// The verification is not vacuous: a store that lost an acknowledged write,

@@ -3,7 +3,8 @@
 //! PostgreSQL, as its own process so that tests can `kill -9` it. It opens the
 //! store exactly as `leasehold serve` does and prints `LISTENING <addr>` once
 //! it accepts connections. Built with `--features failpoints`, it honours
-//! `LEASEHOLD_FAILPOINT` (see `leasehold_server::failpoint`).
+//! `FAILPOINTS` (the server's and the backends' failpoints, see
+//! `leasehold_core::failpoint`).
 //!
 //! Usage: `reliability-server --db PATH|postgres://… [--listen 127.0.0.1:0]
 //! [--reaper-interval-ms N] [--max-attempts N]`
