@@ -8,8 +8,9 @@
 //! - [`Client`]: the same operations, async, in the server's own terms (lease
 //!   TTLs instead of expiry instants: the server's clock decides expiry).
 //! - [`Worker`]: claims tasks, runs an async [`Handler`], heartbeats in the
-//!   background, cancels the handler when the lease is lost, and completes or
-//!   fails the task with its fence.
+//!   background (one batch request per period for all its leases), cancels
+//!   the handler when its lease is lost, and completes or fails the task
+//!   with its fence.
 //!
 //! ## Design
 //!

@@ -1,25 +1,36 @@
 //! The worker runtime: claim tasks, run a handler, keep the lease alive, and
 //! finish the task with its fence.
 //!
-//! For each claimed task the runtime spawns the handler and, beside it, a
-//! heartbeat loop that extends the lease every `heartbeat_every` (default:
-//! a third of the TTL). When a heartbeat says the lease is gone
-//! (`lease_conflict`, `terminal`, `not_found`, or no heartbeat reached the
-//! server for a whole TTL), the handler's [`Job::cancel`] token fires and the
-//! handler future is dropped: nothing is written for that task, because
-//! someone else owns it now. Otherwise the handler's `Ok` completes the task
-//! and its `Err` fails it, always presenting the lease's fence, so a late
-//! worker can never overwrite a newer owner's work.
+//! For each claimed task the runtime spawns the handler. One heartbeat loop
+//! per worker keeps every lease it holds alive: every `heartbeat_every`
+//! (default: a third of the TTL) it sends **one** `POST /v1/heartbeats`
+//! request naming all of them ([`Client::heartbeat_many`]; chunks of
+//! [`BATCH_ITEMS_MAX`] beyond that), and fans each lease's own answer back
+//! out. Each lease keeps its own deadline and its own fate: when a lease's
+//! answer says it is gone (`lease_conflict`, `terminal`, `not_found`,
+//! `forbidden`, …), or no heartbeat for it was acknowledged within a whole
+//! TTL (the request failed, or hangs past that lease's deadline), that
+//! handler's [`Job::cancel`] token fires and its future is dropped: nothing
+//! is written for that task, because someone else owns it now. The other
+//! leases of the same request are unaffected. Otherwise the handler's `Ok`
+//! completes the task and its `Err` fails it, always presenting the lease's
+//! fence, so a late worker can never overwrite a newer owner's work.
+//!
+//! The batch route needs a server that has it (`POST /v1/heartbeats`, since
+//! the batch routes were added); an older server answers 404 for it, which
+//! the runtime treats like any other rejection: every lease is lost.
 //!
 //! Concurrency is bounded by a semaphore: the worker never claims more tasks
 //! than it has free slots. [`WorkerHandle::shutdown`] stops claiming and waits
 //! for the handlers in flight; [`WorkerHandle::abort`] also cancels them and
 //! gives their leases back.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use leasehold_core::limits::BATCH_ITEMS_MAX;
 use leasehold_core::{ClaimRequest, Error, ErrorCode, Fence, NewCompensation, Task, TaskState};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -365,6 +376,16 @@ impl<H: Handler> Worker<H> {
         };
         let slots = Arc::new(Semaphore::new(cfg.concurrency));
         let mut running: JoinSet<Outcome> = JoinSet::new();
+        // One heartbeat loop for every lease this worker holds.
+        let leases = Arc::new(Leases::default());
+        let hb_stop = CancellationToken::new();
+        let heartbeats = tokio::spawn(heartbeat_loop(
+            self.client.clone(),
+            leases.clone(),
+            cfg.ttl,
+            cfg.heartbeat_period(),
+            hb_stop.clone(),
+        ));
         let mut stats = WorkerStats::default();
         let record = |stats: &mut WorkerStats, o: Outcome| {
             stats.count(&o);
@@ -409,6 +430,7 @@ impl<H: Handler> Worker<H> {
                 Ok(tasks) => {
                     stats.claimed += tasks.len() as u64;
                     let idle = tasks.is_empty();
+                    let mut to_run = Vec::with_capacity(tasks.len());
                     for task in tasks {
                         let fence = Fence::new(cfg.owner.clone(), task.lease_token);
                         if stop.is_cancelled() {
@@ -424,14 +446,24 @@ impl<H: Handler> Worker<H> {
                             record(&mut stats, o);
                             continue;
                         };
+                        to_run.push((task, fence, permit, abort.child_token()));
+                    }
+                    // Held from here on, all in one step: the next heartbeat
+                    // round carries every lease of this claim, even before
+                    // their runners start.
+                    leases.hold_all(
+                        to_run.iter().map(|(t, f, _, c)| (t.task_id.as_str(), f, c)),
+                        claim_sent + cfg.ttl,
+                    );
+                    for (task, fence, permit, cancel) in to_run {
                         let run = run_one(
                             self.client.clone(),
                             cfg.clone(),
                             self.handler.clone(),
+                            leases.clone(),
                             task,
                             fence,
-                            claim_sent,
-                            abort.child_token(),
+                            cancel,
                         );
                         running.spawn(async move {
                             let o = run.await;
@@ -461,8 +493,169 @@ impl<H: Handler> Worker<H> {
                 Err(e) => tracing::error!(error = %e, "a task runner panicked"),
             }
         }
+        hb_stop.cancel();
+        let _ = heartbeats.await;
         abort_stops.abort();
         stats
+    }
+}
+
+/// One lease a worker holds, as the heartbeat loop sees it.
+#[derive(Debug)]
+struct Held {
+    fence: Fence,
+    /// The lease surely lasts until then: one TTL from when the request that
+    /// granted or last extended it was *sent* (the server started the TTL
+    /// later than that). Past it, by this machine's clock, the lease may be
+    /// someone else's.
+    deadline: Instant,
+    /// The handler's token: fired when the lease is lost.
+    cancel: CancellationToken,
+    /// Why the lease was lost, once it was.
+    lost: Option<Error>,
+    /// A heartbeat for it is on its way: the next round leaves it out, so a
+    /// lease never has two heartbeats in flight (as with one loop per lease).
+    in_flight: bool,
+}
+
+/// The leases a worker holds, keyed by task and token (a task lost and
+/// claimed again is a new lease). Shared by the claim loop (which adds a
+/// lease as soon as it is claimed), the runners (which take theirs out when
+/// the handler is done) and the heartbeat loop.
+#[derive(Debug, Default)]
+struct Leases {
+    held: Mutex<HashMap<(String, u64), Held>>,
+}
+
+impl Leases {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Held>> {
+        // Nothing panics while holding the lock; recover the map if it did.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start heartbeating leases (task, fence, the handler's token) that
+    /// last at least until `deadline`.
+    fn hold_all<'a>(
+        &self,
+        leases: impl Iterator<Item = (&'a str, &'a Fence, &'a CancellationToken)>,
+        deadline: Instant,
+    ) {
+        let mut map = self.map();
+        for (task_id, fence, cancel) in leases {
+            map.insert(
+                (task_id.to_string(), fence.token),
+                Held {
+                    fence: fence.clone(),
+                    deadline,
+                    cancel: cancel.clone(),
+                    lost: None,
+                    in_flight: false,
+                },
+            );
+        }
+    }
+
+    /// Stop heartbeating a lease; why it was lost, if it was.
+    fn let_go(&self, task_id: &str, token: u64) -> Option<Error> {
+        self.map()
+            .remove(&(task_id.to_string(), token))
+            .and_then(|h| h.lost)
+    }
+
+    /// The leases to extend now: every one held, not lost and without a
+    /// heartbeat in flight; each is marked in flight.
+    fn take_due(&self) -> Vec<(String, Fence)> {
+        self.map()
+            .iter_mut()
+            .filter(|(_, h)| h.lost.is_none() && !h.in_flight)
+            .map(|((id, _), h)| {
+                h.in_flight = true;
+                (id.clone(), h.fence.clone())
+            })
+            .collect()
+    }
+
+    /// The heartbeats of `leases` are settled: they may go out again.
+    fn settled(&self, leases: &[(String, Fence)]) {
+        let mut map = self.map();
+        for (id, f) in leases {
+            if let Some(h) = map.get_mut(&(id.clone(), f.token)) {
+                h.in_flight = false;
+            }
+        }
+    }
+
+    /// The earliest deadline among `leases` still held and not lost.
+    fn earliest(&self, leases: &[(String, Fence)]) -> Option<Instant> {
+        let map = self.map();
+        leases
+            .iter()
+            .filter_map(|(id, f)| map.get(&(id.clone(), f.token)))
+            .filter(|h| h.lost.is_none())
+            .map(|h| h.deadline)
+            .min()
+    }
+
+    /// The lease is gone: remember why and cancel its handler.
+    fn lose(&self, task_id: &str, fence: &Fence, e: Error) {
+        if let Some(h) = self.map().get_mut(&(task_id.to_string(), fence.token)) {
+            if h.lost.is_none() {
+                tracing::info!(task_id = %task_id, token = fence.token, error = %e, "lease lost; cancelling the handler");
+                h.lost = Some(e);
+                h.cancel.cancel();
+            }
+        }
+    }
+
+    /// A heartbeat sent at `sent` was acknowledged.
+    fn extended(&self, task_id: &str, fence: &Fence, sent: Instant, ttl: Duration) {
+        if let Some(h) = self.map().get_mut(&(task_id.to_string(), fence.token)) {
+            if h.lost.is_none() {
+                h.deadline = h.deadline.max(sent + ttl);
+            }
+        }
+    }
+
+    /// A heartbeat was not acknowledged (`e` is retryable): the lease is
+    /// lost once its deadline has passed, else the next round retries.
+    fn unacknowledged(&self, task_id: &str, fence: &Fence, ttl: Duration, e: &Error) {
+        let past = {
+            let map = self.map();
+            match map.get(&(task_id.to_string(), fence.token)) {
+                Some(h) if h.lost.is_none() => Instant::now() >= h.deadline,
+                _ => return,
+            }
+        };
+        if past {
+            let e = Error::Unavailable(format!(
+                "no heartbeat for task {task_id:?} was acknowledged within the lease ttl {ttl:?}; the lease (token {}) may have expired: {e}",
+                fence.token
+            ));
+            self.lose(task_id, fence, e);
+        } else {
+            tracing::warn!(task_id = %task_id, error = %e, "heartbeat failed; retrying");
+        }
+    }
+
+    /// Every lease of `leases` whose deadline has passed while its heartbeat
+    /// hangs is lost.
+    fn overdue(&self, leases: &[(String, Fence)], ttl: Duration) {
+        let now = Instant::now();
+        let due: Vec<(String, Fence)> = {
+            let map = self.map();
+            leases
+                .iter()
+                .filter(|(id, f)| {
+                    map.get(&(id.clone(), f.token))
+                        .is_some_and(|h| h.lost.is_none() && h.deadline <= now)
+                })
+                .cloned()
+                .collect()
+        };
+        for (id, f) in due {
+            let e = Error::Unavailable(format!("heartbeat on task {id:?} got no answer in time"));
+            self.unacknowledged(&id, &f, ttl, &e);
+        }
     }
 }
 
@@ -471,85 +664,103 @@ fn lease_is_gone(e: &Error) -> bool {
     !matches!(e.code(), ErrorCode::Unavailable | ErrorCode::Internal)
 }
 
-/// Extend the lease every period until `stop` fires (`None`) or the lease is
-/// lost (`Some(error)`, after firing `lost`).
-#[allow(clippy::too_many_arguments)]
+/// Every `every` until `stop` fires, extend the leases in `leases` that
+/// have no heartbeat in flight: one batch request per round (per
+/// [`BATCH_ITEMS_MAX`] leases), each answered by [`heartbeat_round`]. A
+/// round that hangs does not hold up the next one for leases claimed since.
 async fn heartbeat_loop(
     client: Client,
-    task_id: String,
-    fence: Fence,
+    leases: Arc<Leases>,
     ttl: Duration,
     every: Duration,
-    leased_at: Instant,
-    lost: CancellationToken,
     stop: CancellationToken,
-) -> Option<Error> {
-    // The lease surely lasts until `deadline`: one TTL from when the request
-    // that granted or last extended it was *sent* (the server started the
-    // TTL later than that). Past it, by this machine's clock, the lease may
-    // be someone else's, so a heartbeat still hanging then counts as lost.
-    let mut deadline = leased_at + ttl;
+) {
+    // Dropped on return: rounds still waiting are cancelled with the loop.
+    let mut rounds = JoinSet::new();
     loop {
         tokio::select! {
             biased;
-            _ = stop.cancelled() => return None,
+            _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let sent = Instant::now();
-        let r = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return None,
-            r = client.heartbeat(&task_id, &fence, ttl) => r,
-            _ = tokio::time::sleep_until(deadline) => Err(Error::Unavailable(format!(
-                "heartbeat on task {task_id:?} got no answer in time"
-            ))),
-        };
-        match r {
-            Ok(_) => deadline = sent + ttl,
-            Err(e) if lease_is_gone(&e) => {
-                tracing::info!(task_id = %task_id, token = fence.token, error = %e, "lease lost; cancelling the handler");
-                lost.cancel();
-                return Some(e);
-            }
-            Err(e) => {
-                tracing::warn!(task_id = %task_id, error = %e, "heartbeat failed; retrying");
-                if Instant::now() >= deadline {
-                    let e = Error::Unavailable(format!(
-                        "no heartbeat for task {task_id:?} was acknowledged within the lease ttl {ttl:?}; the lease (token {}) may have expired: {e}",
-                        fence.token
-                    ));
-                    lost.cancel();
-                    return Some(e);
-                }
-            }
+        while rounds.try_join_next().is_some() {}
+        let due = leases.take_due();
+        for chunk in due.chunks(BATCH_ITEMS_MAX) {
+            rounds.spawn(heartbeat_round(
+                client.clone(),
+                leases.clone(),
+                chunk.to_vec(),
+                ttl,
+            ));
         }
     }
 }
 
+/// One `POST /v1/heartbeats` for `chunk`, settling each lease by its own
+/// answer: extended, lost (its handler cancelled), or retried next round
+/// until its deadline passes.
+async fn heartbeat_round(
+    client: Client,
+    leases: Arc<Leases>,
+    chunk: Vec<(String, Fence)>,
+    ttl: Duration,
+) {
+    let sent = Instant::now();
+    let request = client.heartbeat_many(&chunk, ttl);
+    tokio::pin!(request);
+    // Wait for the answer, but not past a lease's deadline: a lease whose
+    // heartbeat hangs that long is lost while the others wait on. Once
+    // every lease of the chunk is lost or let go, stop waiting.
+    let answer = loop {
+        let Some(deadline) = leases.earliest(&chunk) else {
+            break None;
+        };
+        tokio::select! {
+            biased;
+            r = &mut request => break Some(r),
+            _ = tokio::time::sleep_until(deadline) => leases.overdue(&chunk, ttl),
+        }
+    };
+    match answer {
+        None => {}
+        Some(Ok(results)) => {
+            for ((id, fence), r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(_) => leases.extended(id, fence, sent, ttl),
+                    Err(e) if lease_is_gone(&e) => leases.lose(id, fence, e),
+                    Err(e) => leases.unacknowledged(id, fence, ttl, &e),
+                }
+            }
+        }
+        // The whole request failed: the same answer for every lease.
+        Some(Err(e)) => {
+            for (id, fence) in &chunk {
+                if lease_is_gone(&e) {
+                    leases.lose(id, fence, e.clone());
+                } else {
+                    leases.unacknowledged(id, fence, ttl, &e);
+                }
+            }
+        }
+    }
+    leases.settled(&chunk);
+}
+
+/// Run the handler on one claimed task (already in `leases`), then take
+/// the lease out of the heartbeat rounds and finish the task.
 async fn run_one<H: Handler>(
     client: Client,
     cfg: Arc<WorkerConfig>,
     handler: Arc<H>,
+    leases: Arc<Leases>,
     task: Task,
     fence: Fence,
-    leased_at: Instant,
     cancel: CancellationToken,
 ) -> Outcome {
     let task_id = task.task_id.clone();
-    let hb_stop = CancellationToken::new();
     // The handler's token fires on abort (it is a child of the worker's abort
     // token) and when the heartbeat loop finds the lease lost.
     let job_cancel = cancel;
-    let hb = tokio::spawn(heartbeat_loop(
-        client.clone(),
-        task_id.clone(),
-        fence.clone(),
-        cfg.ttl,
-        cfg.heartbeat_period(),
-        leased_at,
-        job_cancel.clone(),
-        hb_stop.clone(),
-    ));
     let job = Job {
         task,
         fence: fence.clone(),
@@ -575,8 +786,8 @@ async fn run_one<H: Handler>(
             }
         }),
     };
-    hb_stop.cancel();
-    let lost_err = hb.await.unwrap_or(None);
+    // No more heartbeats for this lease; if it was lost meanwhile, say so.
+    let lost_err = leases.let_go(&task_id, fence.token);
     if let Some(error) = lost_err {
         // Someone else may own the task now: write nothing.
         return Outcome::LeaseLost {

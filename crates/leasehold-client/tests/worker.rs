@@ -507,6 +507,167 @@ fn a_hung_heartbeat_cancels_the_handler_once_the_lease_may_have_expired() {
     });
 }
 
+/// The server's `/metrics` text.
+async fn metrics(e: &Env) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", e.server.url()))
+        .bearer_auth(e.server.operator_token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The sum of the samples whose line starts with `prefix`.
+fn sum(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+const BATCH_REQUESTS: &str =
+    "leasehold_http_requests_total{method=\"POST\",route=\"/v1/heartbeats\",";
+const BATCH_ITEMS_OK: &str = "leasehold_operations_total{op=\"heartbeat_many\",outcome=\"ok\"}";
+const SINGLE_REQUESTS: &str =
+    "leasehold_http_requests_total{method=\"POST\",route=\"/v1/tasks/{id}/heartbeat\",";
+
+/// Wait until a heartbeat for `task_id` lands after `after` (bounded).
+async fn heartbeat_after(client: &Client, task_id: &str, after: Option<Timestamp>) -> bool {
+    for _ in 0..2000 {
+        let t = client.get(task_id).await.unwrap().unwrap();
+        if t.last_heartbeat_at > after {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+#[test]
+fn one_request_per_period_heartbeats_every_lease_the_worker_holds() {
+    const N: u64 = 5;
+    let e = env();
+    e.rt.block_on(async {
+        for i in 0..N {
+            create(&e.op, &format!("t-{i}")).await;
+        }
+        let gate = Arc::new(Semaphore::new(0));
+        let (beat_tx, mut beat) = mpsc::unbounded_channel::<bool>();
+        let handler = {
+            let gate = gate.clone();
+            move |job: Job| {
+                let (gate, beat_tx) = (gate.clone(), beat_tx.clone());
+                async move {
+                    let acquired = job.task.lease_acquired_at;
+                    let landed = heartbeat_after(&job.client, &job.task.task_id, acquired).await;
+                    beat_tx.send(landed).unwrap();
+                    gate.acquire().await.unwrap().forget();
+                    Ok(Done::new())
+                }
+            }
+        };
+        let mut cfg = config();
+        cfg.concurrency = N as usize;
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let handle = Worker::new(e.worker.clone(), cfg, handler)
+            .unwrap()
+            .with_outcomes(tx)
+            .spawn();
+        for _ in 0..N {
+            assert!(
+                next(&mut beat, "a heartbeat on every lease").await,
+                "no heartbeat landed"
+            );
+        }
+        let m = metrics(&e).await;
+        let (requests, items) = (sum(&m, BATCH_REQUESTS), sum(&m, BATCH_ITEMS_OK));
+        assert_eq!(
+            sum(&m, SINGLE_REQUESTS),
+            0,
+            "no heartbeat request per lease"
+        );
+        assert!(requests >= 1, "{m}");
+        // Every request carried all N leases. A request may be in flight at
+        // the scrape: its items are counted before the request is.
+        assert!(
+            items == N * requests || items == N * (requests + 1),
+            "{items} leases heartbeated in {requests} requests"
+        );
+        gate.add_permits(N as usize);
+        for _ in 0..N {
+            let o = next(&mut outcomes, "an outcome").await;
+            assert!(matches!(o, Outcome::Completed(_)), "{o:?}");
+        }
+        let stats = bounded(handle.shutdown()).await;
+        assert_eq!((stats.completed, stats.lease_lost), (N, 0), "{stats:?}");
+    });
+}
+
+#[test]
+fn a_lease_lost_in_a_shared_heartbeat_cancels_only_its_own_handler() {
+    let e = env();
+    e.rt.block_on(async {
+        create(&e.op, "t-keep").await;
+        create(&e.op, "t-lose").await;
+        let gate = Arc::new(Semaphore::new(0));
+        let (started_tx, mut started) = mpsc::unbounded_channel::<String>();
+        let handler = {
+            let gate = gate.clone();
+            move |job: Job| {
+                let (gate, started_tx) = (gate.clone(), started_tx.clone());
+                async move {
+                    started_tx.send(job.task.task_id.clone()).unwrap();
+                    gate.acquire().await.unwrap().forget();
+                    Ok(Done::because("kept"))
+                }
+            }
+        };
+        let mut cfg = config();
+        cfg.concurrency = 2;
+        let (tx, mut outcomes) = mpsc::unbounded_channel();
+        let handle = Worker::new(e.worker.clone(), cfg, handler)
+            .unwrap()
+            .with_outcomes(tx)
+            .spawn();
+        next(&mut started, "a handler").await;
+        next(&mut started, "the other handler").await;
+        handle.stop();
+        e.op.quarantine("t-lose", "operator pulled it", None)
+            .await
+            .unwrap();
+        let o = next(&mut outcomes, "the lost lease").await;
+        let Outcome::LeaseLost { task_id, error, .. } = o else {
+            panic!("expected LeaseLost, got {o:?}")
+        };
+        assert_eq!(task_id, "t-lose");
+        assert_eq!(error.code(), ErrorCode::Terminal, "{error}");
+        // The other lease of the same heartbeat requests is still extended.
+        let before = e.op.get("t-keep").await.unwrap().unwrap().last_heartbeat_at;
+        assert!(
+            heartbeat_after(&e.op, "t-keep", before).await,
+            "t-keep is no longer heartbeated"
+        );
+        gate.add_permits(1);
+        let o = next(&mut outcomes, "the kept task").await;
+        let Outcome::Completed(t) = o else {
+            panic!("expected Completed, got {o:?}")
+        };
+        assert_eq!(
+            (t.task_id.as_str(), t.terminal_reason.as_deref()),
+            ("t-keep", Some("kept"))
+        );
+        let stats = bounded(handle.join()).await;
+        assert_eq!((stats.completed, stats.lease_lost), (1, 1), "{stats:?}");
+        let m = metrics(&e).await;
+        assert_eq!(sum(&m, SINGLE_REQUESTS), 0);
+        assert!(sum(&m, BATCH_REQUESTS) >= 2, "{m}");
+    });
+}
+
 #[test]
 fn concurrency_is_bounded_and_every_task_completes() {
     let e = env();
