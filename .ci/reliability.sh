@@ -2,9 +2,11 @@
 # The reliability battery (docs/reliability.md) beyond `cargo nextest run --workspace`.
 #
 #   .ci/reliability.sh          quick extras for CI (minutes): kill -9 at the
-#                               server's failpoints (needs the `failpoints`
-#                               feature, so a separate build), and a short
-#                               libFuzzer run per target when cargo-fuzz works.
+#                               server's and the backends' failpoints, and
+#                               faults injected inside the backends (both need
+#                               the `failpoints` feature, so a separate build),
+#                               and a short libFuzzer run per target when
+#                               cargo-fuzz works.
 #   .ci/reliability.sh soak     the long tier: every battery test at the issue's
 #                               full sizes (LEASEHOLD_SOAK=1), then longer fuzz runs.
 #
@@ -58,9 +60,9 @@ run_fuzz() {
 
 case "$mode" in
   quick)
-    step "reliability: kill -9 at failpoints (feature failpoints)"
-    cargo nextest run -p leasehold-reliability --features failpoints --test kill \
-      ${CI:+--profile ci}
+    step "reliability: kill -9 at failpoints, backend faults (feature failpoints)"
+    cargo nextest run -p leasehold-reliability --features failpoints \
+      --test kill --test backend_faults ${CI:+--profile ci}
     step "reliability: short fuzz runs"
     run_fuzz "${LEASEHOLD_FUZZ_SECONDS:-15}"
     ;;
@@ -71,7 +73,7 @@ case "$mode" in
     # checks are not starved by each other.
     LEASEHOLD_SOAK=1 cargo test -p leasehold-reliability --features failpoints --no-fail-fast \
       -- --test-threads 1 --nocapture 2>&1 | tee "${LEASEHOLD_SOAK_LOG:-/dev/null}" \
-      | grep -E '^(race on|paused worker on|kill -9 on|rescue on|heartbeat soak on|store faults on|sqlite busy|postgres|fuzz fallback|test result|test .* FAILED)'
+      | grep -E '^(race on|paused worker on|kill -9 on|rescue on|heartbeat soak on|store faults on|sqlite busy|sqlite backend faults|postgres|committed but unacknowledged|fuzz fallback|test result|test .* FAILED)'
     step "reliability: long fuzz runs"
     run_fuzz "${LEASEHOLD_FUZZ_SECONDS:-600}"
     ;;

@@ -9,134 +9,25 @@
 //! Every time: no panic, the only server error is `unavailable` (503 with
 //! `Retry-After`), nothing changed (task and history byte for byte), and a
 //! retry answers exactly what the in-memory model answers for the same call.
+//!
+//! The faults here enter at the `Store` seam or from outside the backend;
+//! `backend_faults.rs` injects them inside the backends (the N-th SQL
+//! statement of an operation, between task and history, before COMMIT).
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{client_for, run, setup, snapshot, OPS};
 use leasehold_client::HttpStore;
 use leasehold_core::memory::MemoryStore;
-use leasehold_core::{
-    ClaimRequest, CompensationStatus, Context, ErrorCode, Fence, NewCompensation, NewTask, Store,
-    Timestamp,
-};
+use leasehold_core::{ErrorCode, Store};
 use leasehold_reliability::faults::FaultStore;
 use leasehold_reliability::rawhttp;
 use leasehold_server::testing::TestServer;
 use leasehold_server::Role;
-use serde_json::{json, Value};
-
-const OPS: [&str; 14] = [
-    "create",
-    "dispatch",
-    "acquire",
-    "claim",
-    "heartbeat",
-    "release",
-    "complete",
-    "fail",
-    "compensate",
-    "quarantine",
-    "reclaim",
-    "annotate",
-    "record_compensation",
-    "put",
-];
-
-fn base(case: usize) -> Timestamp {
-    Timestamp::parse("2026-06-03T10:00:00Z")
-        .unwrap()
-        .checked_add_micros(case as i64 * 3_600_000_000)
-        .unwrap()
-}
-
-fn at(case: usize, secs: i64) -> Context {
-    Context::new(
-        base(case).checked_add_micros(secs * 1_000_000).unwrap(),
-        "w1",
-    )
-}
-
-/// Bring `id` to the state the operation needs, on `s`.
-fn setup(op: &str, s: &dyn Store, id: &str, case: usize) {
-    if op == "create" {
-        return;
-    }
-    let mut nt = NewTask::new(id, format!("saga-{id}"));
-    nt.queue = Some(format!("q-{id}"));
-    nt.compensations
-        .push(NewCompensation::new("delete_branch", id, "setup"));
-    s.create(nt, &at(case, 0)).unwrap();
-    let needs_lease = matches!(
-        op,
-        "heartbeat" | "release" | "complete" | "fail" | "compensate" | "quarantine" | "reclaim"
-    );
-    if needs_lease {
-        // Expires 5 s after the start; the operation runs at +1 s (or +10 s for reclaim).
-        s.acquire_lease(id, "w1", at(case, 5).at, &at(case, 0))
-            .unwrap();
-    }
-}
-
-/// Run the operation under test; the answer as JSON for comparison.
-fn run(op: &str, s: &dyn Store, id: &str, case: usize) -> leasehold_core::Result<Value> {
-    let c = at(case, 1);
-    let f = Fence::new("w1", 1);
-    let j = |t: leasehold_core::Task| serde_json::to_value(t).unwrap();
-    Ok(match op {
-        "create" => {
-            let mut nt = NewTask::new(id, format!("saga-{id}"));
-            nt.queue = Some(format!("q-{id}"));
-            j(s.create(nt, &c)?)
-        }
-        "dispatch" => j(s.dispatch(id, &c)?),
-        "acquire" => j(s.acquire_lease(id, "w1", at(case, 60).at, &c)?),
-        "claim" => json!(s.claim(
-            &ClaimRequest {
-                owner: "w1".into(),
-                queues: vec![format!("q-{id}")],
-                ttl: Duration::from_secs(60),
-                limit: 1
-            },
-            &c
-        )?),
-        "heartbeat" => j(s.heartbeat(id, &f, at(case, 60).at, &c)?),
-        "release" => j(s.release(id, &f, &c)?),
-        "complete" => j(s.complete(id, Some("done"), Some(&f), &c)?),
-        "fail" => j(s.fail(id, "broke", None, Some(&f), &c)?),
-        "compensate" => j(s.compensate(id, None, Some(&f), &c)?),
-        "quarantine" => j(s.quarantine(id, "odd", Some(&f), &c)?),
-        // Reclaim covers every stale task; only this case's task is compared.
-        "reclaim" => json!(s
-            .reclaim(5, &at(case, 10))?
-            .into_iter()
-            .filter(|t| t.task_id == id)
-            .collect::<Vec<_>>()),
-        "annotate" => j(s.annotate(id, "w1", "a note", &c)?),
-        "record_compensation" => {
-            j(s.record_compensation(id, 0, CompensationStatus::Applied, Some("ok"), &c)?)
-        }
-        "put" => {
-            let mut t = s.require(id)?;
-            t.priority = 7;
-            j(s.put(t, None, &c)?)
-        }
-        other => panic!("unknown op {other}"),
-    })
-}
-
-fn snapshot(s: &dyn Store, id: &str) -> Value {
-    json!({ "task": s.get(id).unwrap(), "history": s.history(id).ok() })
-}
-
-/// Which token a client uses for `op`: worker writes use the worker token
-/// (two store calls: the authorisation read, then the write).
-fn client_for<'a>(op: &str, worker: &'a HttpStore, operator: &'a HttpStore) -> &'a HttpStore {
-    match op {
-        "heartbeat" | "release" | "complete" | "fail" | "compensate" | "quarantine" | "acquire"
-        | "claim" => worker,
-        _ => operator,
-    }
-}
+use serde_json::json;
 
 struct Tally {
     injected: usize,
