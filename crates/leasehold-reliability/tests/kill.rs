@@ -31,10 +31,20 @@ struct Ledger {
     inflight: BTreeSet<String>,
     acked_ops: usize,
     violations: Vec<String>,
+    /// The last `unavailable` answer each load thread saw (for diagnostics).
+    last_unavailable: BTreeMap<usize, String>,
 }
 
+/// A load thread gives up after this many `unavailable` answers in a row
+/// (the server is gone); a single one (a slow answer) only abandons the task.
+const UNAVAILABLE_IN_A_ROW: u32 = 3;
+
 enum Step {
+    /// Carry on with this task.
     Go,
+    /// Abandon this task, start the next one.
+    Next,
+    /// The server is gone: stop.
     Stop,
 }
 
@@ -44,6 +54,7 @@ fn load(url: &str, round: usize, thread: usize, ledger: &Mutex<Ledger>, seed: u6
         HttpStore::with_timeouts(url, "", Duration::from_secs(5), Duration::from_secs(1)).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let owner = format!("k{thread}");
+    let in_a_row = std::cell::Cell::new(0u32);
     let record = |id: &str, r: leasehold_core::Result<Task>| -> Step {
         let mut l = ledger.lock().unwrap();
         match r {
@@ -51,11 +62,20 @@ fn load(url: &str, round: usize, thread: usize, ledger: &Mutex<Ledger>, seed: u6
                 l.acked.insert(id.to_string(), t);
                 l.inflight.remove(id);
                 l.acked_ops += 1;
+                in_a_row.set(0);
                 Step::Go
             }
             Err(e) if e.code() == ErrorCode::Unavailable => {
+                // The call may or may not have been applied: the task stays
+                // in flight until the next verification, and is abandoned.
                 l.inflight.insert(id.to_string());
-                Step::Stop
+                l.last_unavailable.insert(thread, e.to_string());
+                in_a_row.set(in_a_row.get() + 1);
+                if in_a_row.get() >= UNAVAILABLE_IN_A_ROW {
+                    Step::Stop
+                } else {
+                    Step::Next
+                }
             }
             Err(e) => {
                 l.violations.push(format!(
@@ -65,7 +85,7 @@ fn load(url: &str, round: usize, thread: usize, ledger: &Mutex<Ledger>, seed: u6
             }
         }
     };
-    for n in 0.. {
+    'tasks: for n in 0.. {
         let id = format!("kt-{round}-{thread}-{n}");
         let ctx = || Context::new(Timestamp::now(), owner.as_str());
         let mut nt = NewTask::new(&id, format!("saga-{id}"));
@@ -75,8 +95,10 @@ fn load(url: &str, round: usize, thread: usize, ledger: &Mutex<Ledger>, seed: u6
                 .push(NewCompensation::new("delete_branch", &id, "cleanup"));
         }
         ledger.lock().unwrap().inflight.insert(id.clone());
-        if let Step::Stop = record(&id, store.create(nt, &ctx())) {
-            return;
+        match record(&id, store.create(nt, &ctx())) {
+            Step::Go => {}
+            Step::Next => continue 'tasks,
+            Step::Stop => return,
         }
         let at = Timestamp::now();
         let r = store.acquire_lease(
@@ -86,8 +108,10 @@ fn load(url: &str, round: usize, thread: usize, ledger: &Mutex<Ledger>, seed: u6
             &ctx(),
         );
         let token = r.as_ref().map(|t| t.lease_token).unwrap_or(0);
-        if let Step::Stop = record(&id, r) {
-            return;
+        match record(&id, r) {
+            Step::Go => {}
+            Step::Next => continue 'tasks,
+            Step::Stop => return,
         }
         let fence = Fence::new(owner.clone(), token);
         for _ in 0..rng.gen_range(0..3) {
@@ -98,8 +122,10 @@ fn load(url: &str, round: usize, thread: usize, ledger: &Mutex<Ledger>, seed: u6
                 at.checked_add_micros(60_000_000).unwrap(),
                 &ctx(),
             );
-            if let Step::Stop = record(&id, r) {
-                return;
+            match record(&id, r) {
+                Step::Go => {}
+                Step::Next => continue 'tasks,
+                Step::Stop => return,
             }
         }
         let r = match rng.gen_range(0..5) {
@@ -115,8 +141,10 @@ fn load(url: &str, round: usize, thread: usize, ledger: &Mutex<Ledger>, seed: u6
             3 => store.compensate(&id, None, Some(&fence), &ctx()),
             _ => store.quarantine(&id, "odd", Some(&fence), &ctx()),
         };
-        if let Step::Stop = record(&id, r) {
-            return;
+        match record(&id, r) {
+            Step::Go => {}
+            Step::Next => continue 'tasks,
+            Step::Stop => return,
         }
     }
 }
@@ -253,8 +281,23 @@ fn battery(
                 srv.proc.kill9();
             }
             Crash::Failpoint(name) => {
-                let st = srv.proc.wait_exit(Duration::from_secs(60));
-                let st = st.unwrap_or_else(|| panic!("server never reached failpoint {name}"));
+                // Wait up to 60 s for the abort; give up early (with what
+                // the load saw) if every load thread stopped first.
+                let mut st = None;
+                for _ in 0..60 {
+                    st = srv.proc.wait_exit(Duration::from_secs(1));
+                    if st.is_some() || threads.iter().all(|t| t.is_finished()) {
+                        break;
+                    }
+                }
+                let st = st.or_else(|| srv.proc.wait_exit(Duration::from_secs(1)));
+                let st = st.unwrap_or_else(|| {
+                    let l = ledger.lock().unwrap();
+                    panic!(
+                        "seed {seed}: {backend} server never reached failpoint {name} (round {round}, {} acknowledged operations so far); violations: {:?}; last unavailable answers: {:?}",
+                        l.acked_ops, l.violations, l.last_unavailable
+                    )
+                });
                 // It aborted at the point (SIGABRT), not some other way.
                 use std::os::unix::process::ExitStatusExt;
                 assert_eq!(st.signal(), Some(6), "{backend} at {name}: {st:?}");
