@@ -33,13 +33,21 @@
 //!
 //! A panic inside an operation (a bug) is caught, rolls that operation back
 //! to its savepoint and answers `internal`; the others are unaffected.
+//!
+//! **Nothing but the batch on the commit path.** The writer connection never
+//! checkpoints (`wal_autocheckpoint = 0`); after a batch that changed rows
+//! has been answered, the leader only nudges the store's background
+//! checkpointer (see the `checkpoint` module). Each batch is timed
+//! ([`GroupStats::batch_us_max`], [`GroupStats::slow_batches`]), and with
+//! `LEASEHOLD_SQLITE_TRACE_MS=N` every batch of N ms or more is printed with
+//! its split (begin, operations, commit).
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use leasehold_core::{Error, Result};
 use rusqlite::{Connection, TransactionBehavior};
@@ -93,7 +101,8 @@ pub(crate) struct Group {
     queue: Mutex<Queue>,
 }
 
-/// Counters for tests and the bench: how much batching happened.
+/// Counters for tests, the bench and the soak: how much batching happened
+/// and how long the writer was held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupStats {
     /// Transactions committed (or attempted) by group commit.
@@ -102,18 +111,62 @@ pub struct GroupStats {
     pub ops: u64,
     /// Largest batch so far.
     pub largest: u64,
+    /// Longest batch so far, `BEGIN` to the end of `COMMIT`, in microseconds.
+    pub batch_us_max: u64,
+    /// Batches that took [`SLOW_BATCH`] or longer.
+    pub slow_batches: u64,
+}
+
+/// A batch this long or longer counts in [`GroupStats::slow_batches`].
+pub const SLOW_BATCH: Duration = Duration::from_millis(100);
+
+/// Where one batch spent its time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchTiming {
+    /// `BEGIN IMMEDIATE` (waits for other connections' write locks).
+    begin: Duration,
+    /// The operations.
+    ops: Duration,
+    /// `COMMIT`: the WAL append and its fsync (the writer never checkpoints).
+    commit: Duration,
+    /// The batch committed at least one changed row (the log grew).
+    wrote: bool,
+}
+
+/// `LEASEHOLD_SQLITE_TRACE_MS=N`: print every batch (and background
+/// checkpoint) that takes N ms or longer to stderr, with its breakdown. A
+/// diagnostic for latency hunts; read once per process.
+pub(crate) fn trace_threshold() -> Option<Duration> {
+    static T: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("LEASEHOLD_SQLITE_TRACE_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+    })
+}
+
+/// Seconds since the epoch with microseconds, for trace lines that must be
+/// correlated with other processes' logs.
+pub(crate) fn wall() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Group {
     /// Run `ops` (in order, each in its own savepoint) in group-commit
     /// transactions on `writer`; return their answers, in order, once the
-    /// transactions holding them have committed (or failed).
+    /// transactions holding them have committed (or failed). `on_commit` is
+    /// called after every batch that committed a change, once its callers
+    /// have been answered (the store wakes its checkpointer with it).
     pub(crate) fn submit(
         &self,
         writer: &Mutex<Connection>,
         stats: &Mutex<GroupStats>,
         busy_timeout: Duration,
         ops: Vec<Op>,
+        on_commit: &dyn Fn(),
     ) -> Vec<Result<Output>> {
         let n = ops.len();
         let mut answers: Vec<Option<Result<Output>>> = (0..n).map(|_| None).collect();
@@ -159,11 +212,31 @@ impl Group {
             }
             {
                 let k = batch.len() as u64;
-                run_batch(&mut lock(writer), busy_timeout, batch);
+                let started = Instant::now();
+                let timing = run_batch(&mut lock(writer), busy_timeout, batch);
+                let took = started.elapsed();
                 let mut s = lock(stats);
                 s.batches += 1;
                 s.ops += k;
                 s.largest = s.largest.max(k);
+                s.batch_us_max = s.batch_us_max.max(took.as_micros() as u64);
+                if took >= SLOW_BATCH {
+                    s.slow_batches += 1;
+                }
+                drop(s);
+                if timing.wrote {
+                    on_commit();
+                }
+                if trace_threshold().is_some_and(|t| took >= t) {
+                    eprintln!(
+                        "leasehold-sqlite trace {:.6}: batch of {k} took {:.1} ms (begin {:.1}, ops {:.1}, commit {:.1})",
+                        wall(),
+                        took.as_secs_f64() * 1e3,
+                        timing.begin.as_secs_f64() * 1e3,
+                        timing.ops.as_secs_f64() * 1e3,
+                        timing.commit.as_secs_f64() * 1e3,
+                    );
+                }
             }
             while let Ok(msg) = rx.try_recv() {
                 if let Msg::Done(i, r) = msg {
@@ -215,17 +288,24 @@ fn savepoint(conn: &Connection, sql_text: &str) -> Result<()> {
 }
 
 /// One transaction for the whole batch, one savepoint per operation.
-fn run_batch(conn: &mut Connection, busy_timeout: Duration, jobs: Vec<Job>) {
+fn run_batch(conn: &mut Connection, busy_timeout: Duration, jobs: Vec<Job>) -> BatchTiming {
+    let mut timing = BatchTiming::default();
     let fail_all = |jobs: Vec<Job>, e: Error| {
         for j in jobs {
             j.answer(Err(e.clone()));
         }
     };
     busy::set_timeout(busy_timeout);
+    let changes = conn.total_changes();
+    let t0 = Instant::now();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return fail_all(jobs, map(e, "begin a write transaction")),
+        Err(e) => {
+            fail_all(jobs, map(e, "begin a write transaction"));
+            return timing;
+        }
     };
+    timing.begin = t0.elapsed();
     let mut done: Vec<(Job, Result<Output>)> = Vec::with_capacity(jobs.len());
     let mut jobs = jobs.into_iter();
     while let Some(mut job) = jobs.next() {
@@ -233,7 +313,8 @@ fn run_batch(conn: &mut Connection, busy_timeout: Duration, jobs: Vec<Job>) {
             // The transaction is unusable: nothing of the batch is written.
             drop(tx);
             let all = done.into_iter().map(|(j, _)| j);
-            return fail_all(all.chain(std::iter::once(job)).chain(jobs).collect(), e);
+            fail_all(all.chain(std::iter::once(job)).chain(jobs).collect(), e);
+            return timing;
         }
         let op = std::mem::replace(&mut job.op, Box::new(|_| Ok(Box::new(()) as Output)));
         let out = catch_unwind(AssertUnwindSafe(|| op(&tx))).unwrap_or_else(|p| {
@@ -255,11 +336,17 @@ fn run_batch(conn: &mut Connection, busy_timeout: Duration, jobs: Vec<Job>) {
         if let Err(e) = end {
             drop(tx);
             let all = done.into_iter().map(|(j, _)| j);
-            return fail_all(all.chain(std::iter::once(job)).chain(jobs).collect(), e);
+            fail_all(all.chain(std::iter::once(job)).chain(jobs).collect(), e);
+            return timing;
         }
         done.push((job, out));
     }
-    match crate::failpoints::point("sqlite::before_commit").and_then(|()| tx.commit()) {
+    timing.ops = t0.elapsed() - timing.begin;
+    let t1 = Instant::now();
+    let committed = crate::failpoints::point("sqlite::before_commit").and_then(|()| tx.commit());
+    timing.commit = t1.elapsed();
+    timing.wrote = committed.is_ok() && conn.total_changes() != changes;
+    match committed {
         Ok(()) => {
             // Committed, nobody answered yet (a failpoint may abort here).
             let _ = crate::failpoints::point("sqlite::after_commit");
@@ -276,6 +363,7 @@ fn run_batch(conn: &mut Connection, busy_timeout: Duration, jobs: Vec<Job>) {
             }
         }
     }
+    timing
 }
 
 #[cfg(test)]
@@ -313,7 +401,11 @@ mod tests {
             insert(1, Ok(())), // duplicate of op 0: a SQL error, its own answer
             insert(5, Ok(())),
         ];
-        let out = g.submit(&writer, &stats, Duration::from_secs(1), ops);
+        let commits = std::sync::atomic::AtomicUsize::new(0);
+        let counted = || {
+            commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        };
+        let out = g.submit(&writer, &stats, Duration::from_secs(1), ops, &counted);
         let codes: Vec<_> = out
             .iter()
             .map(|r| r.as_ref().map_err(|e| e.code()).map(|_| ()))
@@ -340,13 +432,30 @@ mod tests {
         assert_eq!(ids, vec![1, 3, 5]);
         let st = *lock(&stats);
         assert_eq!((st.batches, st.ops, st.largest), (1, 6, 6));
+        assert!(st.batch_us_max > 0, "the batch was timed: {st:?}");
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1);
         // The queue is idle again: a later call leads and answers at once.
         let again = g.submit(
             &writer,
             &stats,
             Duration::from_secs(1),
             vec![insert(6, Ok(()))],
+            &counted,
         );
         assert!(again[0].is_ok());
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // A batch that changes nothing (every operation refused before it
+        // wrote, like a fenced heartbeat) does not report a commit.
+        let none = g.submit(
+            &writer,
+            &stats,
+            Duration::from_secs(1),
+            vec![Box::new(|_: &Connection| -> Result<Output> {
+                Err(Error::LeaseConflict("no".into()))
+            })],
+            &counted,
+        );
+        assert!(none[0].is_err());
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

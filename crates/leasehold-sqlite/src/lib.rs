@@ -84,6 +84,25 @@
 //! A unit test (`queries::tests`) asserts with `EXPLAIN QUERY PLAN` that these
 //! queries use the indexes and never `SCAN tasks`.
 //!
+//! **Checkpoints off the commit path.** SQLite's default runs a WAL
+//! checkpoint inside the commit that pushes the log past 1000 pages, while
+//! the group-commit leader holds the writer and its batch waits: with
+//! `synchronous=FULL` two more fsyncs and a page copy per checkpoint, and an
+//! fsync on a busy disk can take hundreds of milliseconds. The writer runs
+//! with `wal_autocheckpoint = 0` instead, and each store handle has a small
+//! background checkpointer (PASSIVE checkpoints on its own connection, at
+//! most one per [`CHECKPOINT_INTERVAL`], none when idle, a short catch-up
+//! under the writer mutex when the log passes [`WAL_RESTART_FRAMES`] so it
+//! starts over; see the `checkpoint` module). [`SqliteStore::group_stats`]
+//! and [`SqliteStore::checkpoint_stats`] count batches, slow batches and
+//! checkpoints; `LEASEHOLD_SQLITE_TRACE_MS=N` prints every batch or
+//! checkpoint of N ms or more to stderr.
+//!
+//! **Reclaim in bounded chunks.** `reclaim` takes at most
+//! [`RECLAIM_TRANSACTION_MAX`] stale tasks per transaction, so a burst of
+//! expired leases does not hold the writer (and every heartbeat behind it)
+//! for seconds.
+//!
 //! **Durability.** [`Durability::Full`] (the default) sets
 //! `synchronous=FULL`: in WAL mode every commit is fsynced before it returns,
 //! so an acknowledged operation survives a process kill *and* a power loss
@@ -106,6 +125,7 @@
 //! entry, and before or after COMMIT (see the `failpoints` module).
 
 mod busy;
+mod checkpoint;
 mod errors;
 mod failpoints;
 mod group;
@@ -128,8 +148,11 @@ use leasehold_core::{Error, HistoryEntry, NewTask, Result, Task, TaskState, Time
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+pub use crate::checkpoint::{
+    CheckpointStats, CHECKPOINT_INTERVAL, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT_BYTES,
+};
 use crate::errors::{map, sql, write_task};
-pub use crate::group::{GroupStats, GROUP_COMMIT_BATCH_MAX};
+pub use crate::group::{GroupStats, GROUP_COMMIT_BATCH_MAX, SLOW_BATCH};
 use crate::queries as q;
 use crate::row::{history_values, task_values, RawHistory, RawTask};
 
@@ -168,6 +191,12 @@ pub struct SqliteOptions {
 /// milliseconds, so only a stuck or enormous writer makes callers wait this long.
 pub const BUSY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
+/// Most stale tasks one reclaim transaction takes (a `reclaim` call runs as
+/// many as it needs, up to [`RECLAIM_BATCH_MAX`] tasks): bounds how long a
+/// reclaim holds the writer, so heartbeats are not starved by a burst of
+/// expired leases.
+pub const RECLAIM_TRANSACTION_MAX: usize = 100;
+
 /// Page size of databases this crate creates, in bytes (existing files keep theirs).
 pub const PAGE_BYTES: u32 = 2048;
 
@@ -195,6 +224,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     group: group::Group,
     group_stats: Mutex<GroupStats>,
+    checkpointer: checkpoint::Checkpointer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -246,6 +276,14 @@ fn connect(path: &Path, opts: &SqliteOptions, reader: bool) -> Result<Connection
                 path.display()
             )));
         }
+        // No checkpoint inside a commit: the store's background checkpointer
+        // copies the log into the database file without holding the writer
+        // (see the `checkpoint` module). A log file that grew in a burst is
+        // cut back to the limit when the log starts over.
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
+        ))
+        .map_err(sql("configure checkpoints"))?;
     }
     conn.execute_batch(&format!(
         // temp_store = MEMORY: group commit gives every operation a
@@ -277,13 +315,17 @@ impl SqliteStore {
         let mut writer = connect(&path, &opts, false)?;
         migrations::migrate(&mut writer, &path)?;
         let reader = connect(&path, &opts, true)?;
+        let writer = Arc::new(Mutex::new(writer));
+        let checkpointer =
+            checkpoint::Checkpointer::start(connect(&path, &opts, false)?, writer.clone())?;
         Ok(SqliteStore {
             path,
             opts,
-            writer: Arc::new(Mutex::new(writer)),
+            writer,
             readers: Mutex::new(vec![reader]),
             group: group::Group::default(),
             group_stats: Mutex::new(GroupStats::default()),
+            checkpointer,
         })
     }
 
@@ -345,6 +387,11 @@ impl SqliteStore {
         *lock(&self.group_stats)
     }
 
+    /// What this handle's background checkpointer has done so far.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpointer.stats()
+    }
+
     /// Run `f` as one operation of a group-commit transaction (`BEGIN
     /// IMMEDIATE` on the writer connection, its own savepoint) and return its
     /// answer once the transaction has committed. On error nothing of `f` is
@@ -376,7 +423,13 @@ impl SqliteStore {
             })
             .collect();
         self.group
-            .submit(&self.writer, &self.group_stats, self.opts.busy_timeout, ops)
+            .submit(
+                &self.writer,
+                &self.group_stats,
+                self.opts.busy_timeout,
+                ops,
+                &|| self.checkpointer.committed(),
+            )
             .into_iter()
             .map(|out| {
                 out?.downcast::<T>().map(|b| *b).map_err(|_| {
@@ -645,16 +698,41 @@ impl Store for SqliteStore {
         })
     }
 
+    /// Reclaims in chunks of at most [`RECLAIM_TRANSACTION_MAX`] tasks, each
+    /// chunk its own group-commit operation, so that a burst of stale leases
+    /// never holds the writer for long: heartbeats queued meanwhile commit
+    /// between two chunks instead of waiting for the whole reclaim (and
+    /// expiring in turn). Each task's reclaim is atomic, as before; the call
+    /// as a whole is not. If a chunk after the first fails, the call answers
+    /// what the earlier chunks reclaimed (committed) and the next pass picks
+    /// up the rest; only a failure of the first chunk is the call's error, so
+    /// an error still means nothing changed.
     fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
         check_max_attempts(max_attempts)?;
-        let ctx = ctx.clone();
-        self.write(move |tx| {
-            let seqs = stale_seqs(tx, ctx.at, i64::from(RECLAIM_BATCH_MAX))?;
-            let cmd = Command::Reclaim { max_attempts };
-            seqs.into_iter()
-                .map(|seq| apply_seq(tx, seq, &cmd, &ctx))
-                .collect()
-        })
+        let max = RECLAIM_BATCH_MAX as usize;
+        let mut all: Vec<Task> = Vec::new();
+        loop {
+            let n = (max - all.len()).min(RECLAIM_TRANSACTION_MAX);
+            let ctx = ctx.clone();
+            let chunk = self.write(move |tx| {
+                let seqs = stale_seqs(tx, ctx.at, n as i64)?;
+                let cmd = Command::Reclaim { max_attempts };
+                seqs.into_iter()
+                    .map(|seq| apply_seq(tx, seq, &cmd, &ctx))
+                    .collect::<Result<Vec<Task>>>()
+            });
+            match chunk {
+                Ok(tasks) => {
+                    let last = tasks.len() < n;
+                    all.extend(tasks);
+                    if last || all.len() >= max {
+                        return Ok(all);
+                    }
+                }
+                Err(e) if all.is_empty() => return Err(e),
+                Err(_) => return Ok(all),
+            }
+        }
     }
 
     fn get(&self, task_id: &str) -> Result<Option<Task>> {
@@ -801,6 +879,20 @@ mod tests {
             .query_row("PRAGMA query_only", [], |r| r.get(0))
             .unwrap();
         assert_eq!(q, 1, "read connections cannot write");
+    }
+
+    /// Commits never checkpoint (the background checkpointer does), and a
+    /// log file that grew in a burst is cut back when the log starts over.
+    #[test]
+    fn the_writer_leaves_checkpoints_to_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.db")).unwrap();
+        assert_eq!(pragma(&store, "wal_autocheckpoint"), "Integer(0)");
+        assert_eq!(
+            pragma(&store, "journal_size_limit"),
+            format!("Integer({WAL_SIZE_LIMIT_BYTES})")
+        );
+        assert_eq!(store.checkpoint_stats(), CheckpointStats::default());
     }
 
     #[test]
