@@ -21,24 +21,49 @@ def load(path):
 
 def find(rows, **kw):
     for r in rows:
-        if all(r.get(k) == v for k, v in kw.items()):
+        if all(r.get(k, {"batch": 1, "bare": False}.get(k)) == v for k, v in kw.items()):
             return r
     return None
+
+
+def rounds(rows):
+    """(in-process row, server row) for every server cycle (64 connections,
+    no batch, async driver) and the in-process 64-worker cycle just before it."""
+    out, last = [], None
+    for r in rows:
+        if r.get("workload") != "cycle" or r.get("batch", 1) != 1 or r.get("workers") != 64:
+            continue
+        if r["backend"] == "sqlite":
+            last = r
+        elif r["backend"] == "http" and r.get("client", "async") == "async" and last:
+            out.append((last, r))
+            last = None
+    return out
 
 
 def bars(rows):
     """(label, value, baseline label, baseline value) for every comparison."""
     out = []
-    raw1 = find(rows, workload="baseline-sqlite", durability="full", batch=1)
-    rawb = find(rows, workload="baseline-sqlite", durability="full", batch=100)
-    rawn = find(rows, workload="baseline-sqlite", durability="normal", batch=1)
-    cyc = find(rows, workload="cycle", backend="sqlite", durability="full", workers=32)
-    cycn = find(rows, workload="cycle", backend="sqlite", durability="normal", workers=32)
-    http = find(rows, workload="cycle", backend="http")
+    raw1 = find(rows, workload="baseline-sqlite", durability="full", batch=1, bare=False)
+    rawb = find(rows, workload="baseline-sqlite", durability="full", batch=100, bare=False)
+    rawn = find(rows, workload="baseline-sqlite", durability="normal", batch=1, bare=False)
+    cyc = find(rows, workload="cycle", backend="sqlite", durability="full", workers=32, batch=1)
+    cycn = find(rows, workload="cycle", backend="sqlite", durability="normal", workers=32, batch=1)
+    cycb = find(rows, workload="cycle", backend="sqlite", durability="full", batch=100)
+    hbb = find(rows, workload="heartbeat", backend="sqlite", durability="full", batch=100)
+    http1 = find(rows, workload="heartbeat", backend="http", batch=1)
+    httpcb = find(rows, workload="cycle", backend="http", batch=100)
+    httphb = find(rows, workload="heartbeat", backend="http", batch=100)
     pgraw = find(rows, workload="baseline-postgres", workers=16)
-    pgcyc = find(rows, workload="cycle", backend="postgres")
+    pgcyc = find(rows, workload="cycle", backend="postgres", batch=1)
     if cyc and rawb:
         out.append(("SQLite cycle writes/s, full, 32 workers", cyc["writes_per_sec"],
+                    "raw UPDATE, 100/tx, full", rawb["ops_per_sec"]))
+    if cycb and rawb:
+        out.append(("SQLite cycle writes/s, batch calls of 100", cycb["writes_per_sec"],
+                    "raw UPDATE, 100/tx, full", rawb["ops_per_sec"]))
+    if hbb and rawb:
+        out.append(("SQLite heartbeat_many writes/s, 100 per call", hbb["writes_per_sec"],
                     "raw UPDATE, 100/tx, full", rawb["ops_per_sec"]))
     if cyc and raw1:
         out.append(("SQLite cycle writes/s, full, 32 workers", cyc["writes_per_sec"],
@@ -46,9 +71,19 @@ def bars(rows):
     if cycn and rawn:
         out.append(("SQLite cycle writes/s, normal, 32 workers", cycn["writes_per_sec"],
                     "raw UPDATE, 1/tx, normal", rawn["ops_per_sec"]))
-    if http and cyc:
-        out.append(("cycle via HTTP server, 64 conns", http["ops_per_sec"],
-                    "in-process cycle, 32 workers", cyc["ops_per_sec"]))
+    pairs = rounds(rows)
+    if pairs:
+        pairs.sort(key=lambda p: p[1]["ops_per_sec"] / p[0]["ops_per_sec"])
+        inproc, http = pairs[len(pairs) // 2]
+        out.append((f"cycle via HTTP server, 64 conns (median of {len(pairs)} rounds)",
+                    http["ops_per_sec"], "in-process cycle, 64 workers, same round",
+                    inproc["ops_per_sec"]))
+    if httpcb and cycb:
+        out.append(("cycle via HTTP, batch routes, 100 per call", httpcb["ops_per_sec"],
+                    "in-process cycle, batch calls of 100", cycb["ops_per_sec"]))
+    if httphb and http1:
+        out.append(("heartbeats/s via HTTP, POST /v1/heartbeats of 100", httphb["ops_per_sec"],
+                    "via HTTP, one request per heartbeat", http1["ops_per_sec"]))
     if pgcyc and pgraw:
         out.append(("PostgreSQL cycle, 16 workers", pgcyc["ops_per_sec"],
                     "raw SKIP LOCKED claim+complete, 16", pgraw["ops_per_sec"]))
@@ -120,6 +155,8 @@ def command(r):
         parts.append(f"--batch {r['batch']}")
     if r.get("bare"):
         parts.append("--bare")
+    if r.get("client") == "blocking":
+        parts.append("--blocking-client")
     return " ".join(parts)
 
 
@@ -128,6 +165,9 @@ def table(rows):
     out = ["| workload | backend | durability | workers | ops/s | writes/s | p50 µs | p99 µs | command |",
            "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        if r.get("workload") == "machine":
+            out.append(f"| machine | | | | | | | | load average {r['loadavg']} ({r['at']} of the run) |")
+            continue
         if r.get("workload") == "server-memory":
             out.append(f"| server-memory | http | | | | | | | RSS {r['rss_kib'] / 1024:.0f} MiB, "
                        f"peak {r['peak_rss_kib'] / 1024:.0f} MiB: `{command(r)}` |")

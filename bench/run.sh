@@ -28,6 +28,9 @@ cleanup() {
 trap cleanup EXIT
 
 bench() { echo "+ leasehold $*" >&2; "$lh" --json "$@" | tee -a "$out"; }
+# Other work on the machine skews every figure: record the load average.
+loadavg() { echo "{\"workload\":\"machine\",\"at\":\"$1\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$out"; }
+loadavg start
 
 # SQLite: the physical limit, then Leasehold (32 workers in one process).
 bench bench baseline-sqlite --durability full --tasks 20000
@@ -43,6 +46,11 @@ bench bench cycle --durability full --workers 128 --tasks 20000
 bench bench create --durability full --workers 32 --tasks 20000
 bench bench heartbeat --durability full --workers 32 --tasks 50000
 bench bench reclaim --durability full --workers 32 --tasks 20000
+# What a fleet gets from the batch calls: claim 100, heartbeat_many and
+# complete_many over all 100 (same writes per task; compare with the raw
+# UPDATE at 100 per transaction above).
+bench bench cycle --durability full --workers 32 --tasks 50000 --batch 100
+bench bench heartbeat --durability full --workers 32 --tasks 200000 --batch 100
 # 1,000,000 tasks, kept on disk for the server memory check below.
 bench --db "$work/million.db" bench stale-scan --durability normal --workers 32 --tasks 1000000 --calls 2000
 # The same scan from one thread: per-call latency without 32 threads sharing 2 cores.
@@ -54,7 +62,18 @@ port=$((20000 + RANDOM % 20000))
 "$lh" --db "$work/server.db" serve --listen "127.0.0.1:$port" --reaper-interval off >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-bench bench cycle --server "http://127.0.0.1:$port" --workers 64 --tasks 20000
+# In-process and through the server back to back, three rounds, the same
+# workload (64 workers / 64 connections); the ratio is taken per round.
+for _ in 1 2 3; do
+  bench bench cycle --durability full --workers 64 --tasks 20000
+  bench bench cycle --server "http://127.0.0.1:$port" --workers 64 --tasks 20000
+done
+# The older driver (64 threads on one blocking HttpStore), for comparison.
+bench bench cycle --server "http://127.0.0.1:$port" --workers 64 --tasks 20000 --blocking-client
+# Single heartbeats vs the batch routes through the server.
+bench bench heartbeat --server "http://127.0.0.1:$port" --workers 32 --tasks 50000
+bench bench cycle --server "http://127.0.0.1:$port" --workers 32 --tasks 50000 --batch 100
+bench bench heartbeat --server "http://127.0.0.1:$port" --workers 32 --tasks 200000 --batch 100
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 "$lh" --db "$work/million.db" serve --listen "127.0.0.1:$port" --reaper-interval off >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -81,4 +100,5 @@ if [ -n "$url" ]; then
 else
   echo "no PostgreSQL: skipping the PostgreSQL rows" >&2
 fi
+loadavg end
 echo "results in $out" >&2

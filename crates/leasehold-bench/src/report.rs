@@ -17,7 +17,8 @@ pub struct Report {
     pub workers: usize,
     /// Tasks the run created (or operations, for `heartbeat` and baselines).
     pub tasks: u64,
-    /// Updates per transaction (`baseline-sqlite`), else 1.
+    /// Updates per transaction (`baseline-sqlite`), tasks per claim and per
+    /// batch call (`cycle`, `heartbeat`), else 1.
     pub batch: u64,
     /// `baseline-sqlite` on a bare table (`--bare`) rather than Leasehold's schema.
     #[serde(default)]
@@ -41,6 +42,10 @@ pub struct Report {
     /// SQLite group commit: transactions committed during the timed part.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transactions: Option<u64>,
+    /// `--server` runs: the driver, `async` (tasks on one async client) or
+    /// `blocking` (`--blocking-client`: threads on one blocking `HttpStore`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client: Option<String>,
     /// Logical CPUs of the machine.
     pub cpus: usize,
 }
@@ -67,6 +72,9 @@ impl Report {
         );
         if let Some(t) = self.transactions {
             s.push_str(&format!(", {t} transactions"));
+        }
+        if let Some(c) = &self.client {
+            s.push_str(&format!(", {c} client"));
         }
         s.push('\n');
         s

@@ -210,6 +210,11 @@ pub(crate) fn report(
         writes_per_sec: ops_per_sec * writes_per_op as f64,
         setup_seconds: setup.as_secs_f64(),
         transactions,
+        client: match opts.target {
+            Target::Server { .. } if opts.blocking_client => Some("blocking".to_string()),
+            Target::Server { .. } => Some("async".to_string()),
+            _ => None,
+        },
         cpus: cpus(),
     }
 }

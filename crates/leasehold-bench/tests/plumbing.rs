@@ -244,6 +244,8 @@ fn cycle_through_the_server_sends_three_requests_per_task() {
         let r = run(&o).unwrap();
         check(&r, "cycle", 20);
         assert_eq!((r.backend.as_str(), r.durability.as_str()), ("http", "n/a"));
+        let driver = if blocking_client { "blocking" } else { "async" };
+        assert_eq!(r.client.as_deref(), Some(driver));
         let c = store.counts().unwrap();
         assert_eq!(c[&leasehold_core::TaskState::Completed], 20);
         let sent: Vec<u64> = [CLAIM, HEARTBEAT, COMPLETE, HEARTBEATS, COMPLETIONS]
