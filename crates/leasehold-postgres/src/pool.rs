@@ -22,7 +22,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join;
+use futures_util::future::{join, join_all};
 use leasehold_core::Error;
 use postgres::types::ToSql;
 use postgres::{Row, Statement};
@@ -201,6 +201,30 @@ impl Tx<'_> {
         let (ra, rb) =
             self.run(async { Ok(join(client.query(&sa, a.1), client.query(&sb, b.1)).await) })?;
         Ok((ra?, rb?))
+    }
+
+    /// Rows of several queries, sent back to back in one round trip (with
+    /// BEGIN if it was not sent yet), run in order (group commit's loads).
+    pub(crate) fn query_many(
+        &mut self,
+        stmts: &[(&str, Vec<&(dyn ToSql + Sync)>)],
+    ) -> Result<Vec<Vec<Row>>, postgres::Error> {
+        self.failpoint("pg::statement")?;
+        let mut prepared = Vec::with_capacity(stmts.len());
+        for (sql, _) in stmts {
+            prepared.push(self.prepared(sql)?);
+        }
+        let client = self.client;
+        let all = self.run(async {
+            Ok(join_all(
+                prepared
+                    .iter()
+                    .zip(stmts)
+                    .map(|(st, (_, params))| client.query(st, params)),
+            )
+            .await)
+        })?;
+        all.into_iter().collect()
     }
 
     /// Send `fut`'s request(s), preceded by BEGIN when not yet begun.

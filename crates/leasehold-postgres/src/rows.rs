@@ -32,6 +32,15 @@ pub(crate) struct Queries {
     /// Write one transition (row and history) in one statement, with scalar
     /// parameters: a plan that stays an index lookup when cached.
     pub(crate) write_one: String,
+    /// Lock and load several tasks by id (`$1` text[]), in id order so that
+    /// concurrent batches lock rows in one order.
+    pub(crate) get_many_for_update: String,
+    /// A group-commit batch's write: `write_batch`'s updates and history,
+    /// plus new tasks inserted unless their id or saga is taken (`ON
+    /// CONFLICT DO NOTHING`; their first entries only with them). Returns
+    /// the rows updated, entries inserted and the ids of the tasks inserted.
+    pub(crate) write_group: String,
+    pub(crate) queue_counts: String,
     /// Claim candidates from one queue (`$1` text): ready, then expired.
     pub(crate) claim_one: [String; 2],
     /// Claim candidates from several queues (`$1` text[]): ready, then expired.
@@ -77,21 +86,7 @@ impl Queries {
             // here raises; the whole statement, and so the transaction,
             // rolls back and the operation runs again.
             write_batch: format!(
-                "WITH upd AS (UPDATE {t} AS t SET saga_id = u.saga_id, state = u.state, \
-                   queue = u.queue, priority = u.priority, issue = u.issue, branch = u.branch, \
-                   worktree = u.worktree, metadata = u.metadata, compensations = u.compensations, \
-                   notes = u.notes, lease_owner = u.lease_owner, lease_token = u.lease_token, \
-                   lease_acquired_at = u.lease_acquired_at, lease_expires_at = u.lease_expires_at, \
-                   last_heartbeat_at = u.last_heartbeat_at, attempts = u.attempts, \
-                   terminal_reason = u.terminal_reason, version = u.version, updated_at = u.updated_at \
-                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int4[], \
-                   $7::int8[], $8::text[], $9::text[], $10::json[], $11::json[], $12::json[], \
-                   $13::text[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], \
-                   $19::text[], $20::int8[], $21::int8[]) \
-                   AS u(seq, old_version, saga_id, state, queue, priority, issue, branch, worktree, \
-                   metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, \
-                   lease_expires_at, last_heartbeat_at, attempts, terminal_reason, version, updated_at) \
-                 WHERE t.seq = u.seq AND t.version = u.old_version RETURNING t.seq), \
+                "WITH {upd}, \
                  ins AS (INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, \
                    lease_token, detail) \
                  SELECT * FROM unnest($22::text[], $23::text[], $24::int8[], $25::text[], \
@@ -100,8 +95,51 @@ impl Queries {
                    (SELECT count(*) FROM ins) AS inserted) \
                  SELECT CASE WHEN updated = cardinality($1::int8[]) \
                    AND inserted = cardinality($22::text[]) THEN updated \
-                   ELSE (SELECT g FROM generate_series(1, 2) g) END, inserted FROM n"
+                   ELSE (SELECT g FROM generate_series(1, 2) g) END, inserted FROM n",
+                upd = update_arrays(&t)
             ),
+            // As `write_batch`, and the batch's new tasks: inserted with
+            // ON CONFLICT DO NOTHING (a task id or saga id taken meanwhile
+            // by another transaction skips that task instead of failing the
+            // batch; the caller answers it on its own), each first history
+            // entry only if its task went in. Entries are inserted in the
+            // order given. The same 21000 rule as `write_batch` holds for
+            // the updated rows and their entries.
+            write_group: format!(
+                "WITH {upd}, \
+                 newt AS (INSERT INTO {t} (task_id, saga_id, state, queue, priority, issue, \
+                   branch, worktree, metadata, compensations, notes, lease_owner, lease_token, \
+                   lease_acquired_at, lease_expires_at, last_heartbeat_at, attempts, \
+                   terminal_reason, version, created_at, updated_at) \
+                 SELECT * FROM unnest($30::text[], $31::text[], $32::text[], $33::text[], \
+                   $34::int4[], $35::int8[], $36::text[], $37::text[], $38::json[], $39::json[], \
+                   $40::json[], $41::text[], $42::int8[], $43::int8[], $44::int8[], $45::int8[], \
+                   $46::int8[], $47::text[], $48::int8[], $49::int8[], $50::int8[]) \
+                 ON CONFLICT DO NOTHING RETURNING task_id), \
+                 ins AS (INSERT INTO {h} (task_id, kind, at, actor, from_state, to_state, \
+                   lease_token, detail) \
+                 SELECT e.task_id, e.kind, e.at, e.actor, e.from_state, e.to_state, \
+                   e.lease_token, e.detail \
+                 FROM unnest($22::text[], $23::text[], $24::int8[], $25::text[], $26::text[], \
+                   $27::text[], $28::int8[], $29::text[], $51::bool[]) WITH ORDINALITY \
+                   AS e(task_id, kind, at, actor, from_state, to_state, lease_token, detail, \
+                   is_new, ord) \
+                 WHERE NOT e.is_new OR e.task_id IN (SELECT task_id FROM newt) \
+                 ORDER BY e.ord RETURNING 1), \
+                 n AS (SELECT (SELECT count(*) FROM upd) AS updated, \
+                   (SELECT count(*) FROM ins) AS inserted, \
+                   (SELECT count(*) FROM newt) AS created, \
+                   (SELECT count(*) FROM unnest($51::bool[]) AS x(is_new) WHERE NOT is_new) AS old) \
+                 SELECT CASE WHEN updated = cardinality($1::int8[]) \
+                   AND inserted = old + created THEN updated \
+                   ELSE (SELECT g FROM generate_series(1, 2) g) END, inserted, \
+                   ARRAY(SELECT task_id FROM newt) FROM n",
+                upd = update_arrays(&t)
+            ),
+            get_many_for_update: format!(
+                "SELECT {TASK_COLS} FROM {t} WHERE task_id = ANY($1) ORDER BY task_id FOR UPDATE"
+            ),
+            queue_counts: format!("SELECT queue, state, count(*) FROM {t} GROUP BY queue, state"),
             // The history entry is selected FROM upd: it goes in only if the
             // row matched its version, so the statement (sent with COMMIT)
             // writes both or neither.
@@ -152,6 +190,28 @@ impl Queries {
             ),
         }
     }
+}
+
+/// The `upd` CTE of the array-form writes: each row `$1` (seq) replaced
+/// only at version `$2`, columns `$3`..`$21`.
+fn update_arrays(t: &str) -> String {
+    format!(
+        "upd AS (UPDATE {t} AS t SET saga_id = u.saga_id, state = u.state, \
+           queue = u.queue, priority = u.priority, issue = u.issue, branch = u.branch, \
+           worktree = u.worktree, metadata = u.metadata, compensations = u.compensations, \
+           notes = u.notes, lease_owner = u.lease_owner, lease_token = u.lease_token, \
+           lease_acquired_at = u.lease_acquired_at, lease_expires_at = u.lease_expires_at, \
+           last_heartbeat_at = u.last_heartbeat_at, attempts = u.attempts, \
+           terminal_reason = u.terminal_reason, version = u.version, updated_at = u.updated_at \
+         FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int4[], \
+           $7::int8[], $8::text[], $9::text[], $10::json[], $11::json[], $12::json[], \
+           $13::text[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], \
+           $19::text[], $20::int8[], $21::int8[]) \
+           AS u(seq, old_version, saga_id, state, queue, priority, issue, branch, worktree, \
+           metadata, compensations, notes, lease_owner, lease_token, lease_acquired_at, \
+           lease_expires_at, last_heartbeat_at, attempts, terminal_reason, version, updated_at) \
+         WHERE t.seq = u.seq AND t.version = u.old_version RETURNING t.seq)"
+    )
 }
 
 /// Claimable = ready (planned/dispatched) or running with an expired lease.
@@ -359,6 +419,10 @@ pub(crate) struct WriteBatch<'a> {
     h_to: Vec<&'static str>,
     h_token: Vec<i64>,
     h_detail: Vec<Option<&'a str>>,
+    /// Per history entry: the first entry of a task created in the batch.
+    h_new: Vec<bool>,
+    /// Tasks to insert ([`Queries::write_group`]).
+    new: NewRows<'a>,
     /// Typed NULLs for [`WriteBatch::params_one`] without a history entry.
     no_text: Option<&'a str>,
     no_int8: Option<i64>,
@@ -372,48 +436,129 @@ impl<'a> WriteBatch<'a> {
         old_version: u64,
         tr: &'a Transition,
     ) -> Result<(), Error> {
-        let t = &tr.task;
-        let tid = t.task_id.as_str();
         if tr.changed {
-            self.seq.push(seq);
-            self.old_version
-                .push(to_bigint(tid, "version", old_version)?);
-            self.saga_id.push(&t.saga_id);
-            self.state.push(t.state.as_str());
-            self.queue.push(&t.queue);
-            self.priority.push(t.priority);
-            self.issue.push(t.issue);
-            self.branch.push(t.branch.as_deref());
-            self.worktree.push(t.worktree.as_deref());
-            self.metadata.push(Json(&t.metadata));
-            self.compensations.push(Json(&t.compensations));
-            self.notes.push(Json(&t.notes));
-            self.lease_owner.push(t.lease_owner.as_deref());
-            self.lease_token
-                .push(to_bigint(tid, "lease_token", t.lease_token)?);
-            self.lease_acquired_at
-                .push(t.lease_acquired_at.map(Timestamp::as_micros));
-            self.lease_expires_at
-                .push(t.lease_expires_at.map(Timestamp::as_micros));
-            self.last_heartbeat_at
-                .push(t.last_heartbeat_at.map(Timestamp::as_micros));
-            self.attempts.push(i64::from(t.attempts));
-            self.terminal_reason.push(t.terminal_reason.as_deref());
-            self.version.push(to_bigint(tid, "version", t.version)?);
-            self.updated_at.push(t.updated_at.as_micros());
+            self.add_row(seq, old_version, &tr.task)?;
         }
         if let Some(h) = &tr.history {
-            self.h_task_id.push(&h.task_id);
-            self.h_kind.push(h.kind.as_str());
-            self.h_at.push(h.at.as_micros());
-            self.h_actor.push(&h.actor);
-            self.h_from.push(h.from_state.map(TaskState::as_str));
-            self.h_to.push(h.to_state.as_str());
-            self.h_token
-                .push(to_bigint(tid, "lease_token", h.lease_token)?);
-            self.h_detail.push(h.detail.as_deref());
+            self.add_history(h, false)?;
         }
         Ok(())
+    }
+
+    /// Add the new state of the task stored at `seq`, read at `old_version`
+    /// (written only if the row is still at that version).
+    pub(crate) fn add_row(&mut self, seq: i64, old_version: u64, t: &'a Task) -> Result<(), Error> {
+        let tid = t.task_id.as_str();
+        self.seq.push(seq);
+        self.old_version
+            .push(to_bigint(tid, "version", old_version)?);
+        self.saga_id.push(&t.saga_id);
+        self.state.push(t.state.as_str());
+        self.queue.push(&t.queue);
+        self.priority.push(t.priority);
+        self.issue.push(t.issue);
+        self.branch.push(t.branch.as_deref());
+        self.worktree.push(t.worktree.as_deref());
+        self.metadata.push(Json(&t.metadata));
+        self.compensations.push(Json(&t.compensations));
+        self.notes.push(Json(&t.notes));
+        self.lease_owner.push(t.lease_owner.as_deref());
+        self.lease_token
+            .push(to_bigint(tid, "lease_token", t.lease_token)?);
+        self.lease_acquired_at
+            .push(t.lease_acquired_at.map(Timestamp::as_micros));
+        self.lease_expires_at
+            .push(t.lease_expires_at.map(Timestamp::as_micros));
+        self.last_heartbeat_at
+            .push(t.last_heartbeat_at.map(Timestamp::as_micros));
+        self.attempts.push(i64::from(t.attempts));
+        self.terminal_reason.push(t.terminal_reason.as_deref());
+        self.version.push(to_bigint(tid, "version", t.version)?);
+        self.updated_at.push(t.updated_at.as_micros());
+        Ok(())
+    }
+
+    /// Add a history entry. `new`: the first entry of a task inserted by
+    /// the same statement ([`Queries::write_group`]), which goes in only
+    /// if that task does.
+    pub(crate) fn add_history(&mut self, h: &'a HistoryEntry, new: bool) -> Result<(), Error> {
+        self.h_task_id.push(&h.task_id);
+        self.h_kind.push(h.kind.as_str());
+        self.h_at.push(h.at.as_micros());
+        self.h_actor.push(&h.actor);
+        self.h_from.push(h.from_state.map(TaskState::as_str));
+        self.h_to.push(h.to_state.as_str());
+        self.h_token
+            .push(to_bigint(&h.task_id, "lease_token", h.lease_token)?);
+        self.h_detail.push(h.detail.as_deref());
+        self.h_new.push(new);
+        Ok(())
+    }
+
+    /// Add a new task and its first history entry, to be inserted unless
+    /// its task id or saga id is taken by then ([`Queries::write_group`]).
+    pub(crate) fn add_new(&mut self, t: &'a Task, h: &'a HistoryEntry) -> Result<(), Error> {
+        let p = TaskParams::new(t)?;
+        let n = &mut self.new;
+        n.task_id.push(&t.task_id);
+        n.saga_id.push(&t.saga_id);
+        n.state.push(p.state);
+        n.queue.push(&t.queue);
+        n.priority.push(t.priority);
+        n.issue.push(t.issue);
+        n.branch.push(t.branch.as_deref());
+        n.worktree.push(t.worktree.as_deref());
+        n.metadata.push(p.metadata);
+        n.compensations.push(p.compensations);
+        n.notes.push(p.notes);
+        n.lease_owner.push(t.lease_owner.as_deref());
+        n.lease_token.push(p.lease_token);
+        n.lease_acquired_at.push(p.lease_acquired_at);
+        n.lease_expires_at.push(p.lease_expires_at);
+        n.last_heartbeat_at.push(p.last_heartbeat_at);
+        n.attempts.push(p.attempts);
+        n.terminal_reason.push(t.terminal_reason.as_deref());
+        n.version.push(p.version);
+        n.created_at.push(p.created_at);
+        n.updated_at.push(p.updated_at);
+        self.add_history(h, true)
+    }
+
+    /// Tasks to insert.
+    pub(crate) fn new_count(&self) -> usize {
+        self.new.task_id.len()
+    }
+
+    /// Parameters of [`Queries::write_group`]: those of `write_batch`, the
+    /// new tasks' columns, and which history entries belong to new tasks.
+    pub(crate) fn params_group(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut v = self.params().to_vec();
+        let n = &self.new;
+        v.extend_from_slice(&[
+            &n.task_id as &(dyn ToSql + Sync),
+            &n.saga_id,
+            &n.state,
+            &n.queue,
+            &n.priority,
+            &n.issue,
+            &n.branch,
+            &n.worktree,
+            &n.metadata,
+            &n.compensations,
+            &n.notes,
+            &n.lease_owner,
+            &n.lease_token,
+            &n.lease_acquired_at,
+            &n.lease_expires_at,
+            &n.last_heartbeat_at,
+            &n.attempts,
+            &n.terminal_reason,
+            &n.version,
+            &n.created_at,
+            &n.updated_at,
+            &self.h_new,
+        ]);
+        v
     }
 
     /// Rows to update and history entries to insert.
@@ -493,6 +638,32 @@ impl<'a> WriteBatch<'a> {
             &self.h_detail,
         ]
     }
+}
+
+/// Column arrays of the tasks a group-commit batch inserts.
+#[derive(Default)]
+struct NewRows<'a> {
+    task_id: Vec<&'a str>,
+    saga_id: Vec<&'a str>,
+    state: Vec<&'static str>,
+    queue: Vec<&'a str>,
+    priority: Vec<i32>,
+    issue: Vec<Option<i64>>,
+    branch: Vec<Option<&'a str>>,
+    worktree: Vec<Option<&'a str>>,
+    metadata: Vec<Json<&'a serde_json::Value>>,
+    compensations: Vec<Json<&'a Vec<Compensation>>>,
+    notes: Vec<Json<&'a Vec<Note>>>,
+    lease_owner: Vec<Option<&'a str>>,
+    lease_token: Vec<i64>,
+    lease_acquired_at: Vec<Option<i64>>,
+    lease_expires_at: Vec<Option<i64>>,
+    last_heartbeat_at: Vec<Option<i64>>,
+    attempts: Vec<i64>,
+    terminal_reason: Vec<Option<&'a str>>,
+    version: Vec<i64>,
+    created_at: Vec<i64>,
+    updated_at: Vec<i64>,
 }
 
 /// The history columns of an inserted task's first entry, for `insert_task`.
