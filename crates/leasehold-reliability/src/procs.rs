@@ -138,7 +138,7 @@ pub struct ServerProc {
 
 impl ServerProc {
     /// Start the server binary on `db` with a reaper every `reaper_ms` (0 = off)
-    /// and extra environment (e.g. `LEASEHOLD_FAILPOINT`). Panics if it does not
+    /// and extra environment (e.g. `FAILPOINTS`). Panics if it does not
     /// report listening within 30 s.
     pub fn start(
         bin: &Path,

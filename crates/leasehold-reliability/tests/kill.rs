@@ -31,7 +31,7 @@ struct Ledger {
     inflight: BTreeSet<String>,
     acked_ops: usize,
     violations: Vec<String>,
-    /// The last `unavailable` answer each load thread saw (for diagnostics).
+    /// The last `unavailable` answer each load thread saw this round (for diagnostics).
     last_unavailable: BTreeMap<usize, String>,
 }
 
@@ -267,6 +267,16 @@ fn battery(
             );
         }
         let mut srv = ServerProc::start(bin, db, 0, &env);
+        if let Crash::Failpoint(name) = crash {
+            assert!(
+                srv.proc.seen.iter().any(|l| l == "FAILPOINTS on"),
+                "round {round} ({name}): the reliability-server binary has no failpoints compiled in \
+                 (build with --features failpoints; a concurrent build of the crate without it \
+                 in the same target directory replaces the binary): {:?}",
+                srv.proc.seen
+            );
+        }
+        ledger.lock().unwrap().last_unavailable.clear();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let url = srv.url.clone();

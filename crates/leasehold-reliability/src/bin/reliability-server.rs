@@ -66,6 +66,9 @@ fn main() {
         let addr = listener.local_addr().expect("local address");
         let mut state = AppState::new(store, Arc::new(SystemClock), Arc::new(TokenStore::open()));
         state.max_attempts = max_attempts;
+        // Tests that need failpoints check this line (see tests/kill.rs).
+        let fp = leasehold_core::failpoint::ENABLED;
+        println!("FAILPOINTS {}", if fp { "on" } else { "off" });
         println!("LISTENING {addr}");
         let _ = std::io::stdout().flush();
         let reaper = (reaper_ms > 0).then(|| Duration::from_millis(reaper_ms));
