@@ -58,16 +58,13 @@ fn all_ok(what: &str, got: Vec<Result<Task>>, sent: usize) -> Result<()> {
 fn concurrent<F, Fut, T>(workers: usize, per_worker: F) -> Result<(Vec<u64>, Vec<T>, Duration)>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<u64>, Vec<T>)>> + 'static,
-    T: 'static,
+    Fut: std::future::Future<Output = Result<(Vec<u64>, Vec<T>)>> + Send + 'static,
+    T: Send + 'static,
 {
     let rt = runtime()?;
-    let local = tokio::task::LocalSet::new();
     let start = Instant::now();
-    let results = local.block_on(&rt, async {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| tokio::task::spawn_local(per_worker(w)))
-            .collect();
+    let results = rt.block_on(async {
+        let handles: Vec<_> = (0..workers).map(|w| tokio::spawn(per_worker(w))).collect();
         let mut out = Vec::with_capacity(workers);
         for h in handles {
             out.push(h.await);

@@ -42,6 +42,12 @@ pub struct Report {
     /// SQLite group commit: transactions committed during the timed part.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transactions: Option<u64>,
+    /// CPU time (user + system) this bench process used during the timed
+    /// part, seconds (Linux; 10 ms resolution). In-process that is the whole
+    /// cost of the workload (store, group commit, worker threads); with
+    /// `--server` it is the client's share only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cpu_seconds: Option<f64>,
     /// `--server` runs: the driver, `async` (tasks on one async client) or
     /// `blocking` (`--blocking-client`: threads on one blocking `HttpStore`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -72,6 +78,9 @@ impl Report {
         );
         if let Some(t) = self.transactions {
             s.push_str(&format!(", {t} transactions"));
+        }
+        if let Some(c) = self.cpu_seconds {
+            s.push_str(&format!(", {c:.2} s CPU"));
         }
         if let Some(c) = &self.client {
             s.push_str(&format!(", {c} client"));

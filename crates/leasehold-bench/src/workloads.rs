@@ -124,9 +124,11 @@ pub fn run(opts: &Options) -> Result<Report> {
     let setup_start = Instant::now();
     let mut tx_before = 0;
     let txs = || opened.sqlite.as_ref().map(|s| s.group_stats().batches);
+    let cpu_before;
     let (samples, elapsed, ops, setup) = match opts.workload {
         Workload::Create => {
             tx_before = txs().unwrap_or(0);
+            cpu_before = process_cpu_seconds();
             let (s, e) = create_tasks(&store, opts, &id, &queue, opts.tasks, "create")?;
             (s, e, opts.tasks, Duration::ZERO)
         }
@@ -134,6 +136,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             create_tasks(&store, opts, &id, &queue, opts.tasks, "setup")?;
             let setup = setup_start.elapsed();
             tx_before = txs().unwrap_or(0);
+            cpu_before = process_cpu_seconds();
             let (s, e, n) = cycle(&store, opts, &queue)?;
             (s, e, n, setup)
         }
@@ -142,12 +145,14 @@ pub fn run(opts: &Options) -> Result<Report> {
             create_tasks(&store, opts, &id, &queue, held, "setup")?;
             let setup = setup_start.elapsed();
             tx_before = txs().unwrap_or(0);
+            cpu_before = process_cpu_seconds();
             let (s, e) = heartbeat(&store, opts, &queue)?;
             (s, e, opts.tasks, setup)
         }
         Workload::StaleScan => {
             let stale_at = stale_setup(&store, opts, &id, &queue)?;
             let setup = setup_start.elapsed();
+            cpu_before = process_cpu_seconds();
             let (s, e) = stale_scan(&store, opts, stale_at)?;
             (s, e, opts.calls, setup)
         }
@@ -155,6 +160,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             let last_claim = reclaim_setup(&store, opts, &id, &queue)?;
             let setup = setup_start.elapsed();
             tx_before = txs().unwrap_or(0);
+            cpu_before = process_cpu_seconds();
             let (s, e) = reclaim(&store, opts, last_claim)?;
             (s, e, opts.tasks, setup)
         }
@@ -163,7 +169,23 @@ pub fn run(opts: &Options) -> Result<Report> {
         }
     };
     let transactions = txs().map(|t| t - tx_before);
-    Ok(report(opts, samples, elapsed, ops, setup, transactions))
+    let cpu = cpu_before.and_then(|b| process_cpu_seconds().map(|a| a - b));
+    let mut r = report(opts, samples, elapsed, ops, setup, transactions);
+    r.cpu_seconds = cpu;
+    Ok(r)
+}
+
+/// CPU time (user + system) this process has used so far, in seconds, from
+/// `/proc/self/stat`; `None` where that does not exist (not Linux).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) in ")".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here,
+    // in clock ticks of USER_HZ (100 on Linux).
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// Build the report of a timed part.
@@ -210,6 +232,7 @@ pub(crate) fn report(
         writes_per_sec: ops_per_sec * writes_per_op as f64,
         setup_seconds: setup.as_secs_f64(),
         transactions,
+        cpu_seconds: None,
         client: match opts.target {
             Target::Server { .. } if opts.blocking_client => Some("blocking".to_string()),
             Target::Server { .. } => Some("async".to_string()),

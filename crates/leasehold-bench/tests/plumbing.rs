@@ -53,6 +53,9 @@ fn store_workloads_on_sqlite_do_exactly_their_work() {
     let r = run(&tiny(Workload::Cycle, 50, 4)).unwrap();
     check(&r, "cycle", 50);
     assert_eq!(r.writes_per_op, 3);
+    if cfg!(target_os = "linux") {
+        assert!(r.cpu_seconds.is_some_and(|c| c >= 0.0), "{r:?}");
+    }
     let r = run(&tiny(Workload::Heartbeat, 45, 4)).unwrap();
     check(&r, "heartbeat", 45);
     let r = run(&tiny(Workload::Reclaim, 30, 2)).unwrap();
