@@ -804,6 +804,48 @@ mod tests {
         assert_eq!((t.version, store.history("a").unwrap().len()), (2, 2));
     }
 
+    /// `queue_counts` (one GROUP BY) gives the model's counts per queue and
+    /// state, zero pairs absent.
+    #[test]
+    fn queue_counts_match_the_model() {
+        use leasehold_conformance::support::{ctx, task};
+        use leasehold_core::memory::MemoryStore;
+        let Some(cl) = testing::shared() else { return };
+        let pg = cl.fresh_store();
+        let m = MemoryStore::new();
+        assert!(pg.queue_counts().unwrap().is_empty());
+        for (i, q) in ["a", "a", "b", "b", "b", "c"].iter().enumerate() {
+            let n = task(&format!("t{i}")).queue(q).build();
+            pg.create(n.clone(), &ctx(0)).unwrap();
+            m.create(n, &ctx(0)).unwrap();
+        }
+        let cmds = [
+            ("t0", Command::Dispatch),
+            ("t2", Command::Dispatch),
+            (
+                "t3",
+                Command::Quarantine {
+                    reason: "r".into(),
+                    fence: None,
+                },
+            ),
+            (
+                "t4",
+                Command::Complete {
+                    reason: None,
+                    fence: None,
+                },
+            ),
+        ];
+        for (id, cmd) in cmds {
+            pg.apply(id, cmd.clone(), &ctx(1)).unwrap();
+            m.apply(id, cmd, &ctx(1)).unwrap();
+        }
+        let got = pg.queue_counts().unwrap();
+        assert_eq!(got, m.queue_counts().unwrap());
+        assert_eq!(got.len(), 6, "{got:?}");
+    }
+
     #[test]
     fn bad_urls_and_options_are_invalid_input() {
         let e = PgStore::connect("postgres://u@h/db?schema=Bad-Name").unwrap_err();
