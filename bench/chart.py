@@ -10,6 +10,7 @@ usage: bench/chart.py [IN.jsonl] [OUT.svg]
        bench/chart.py --table IN.jsonl...   (markdown tables for docs/benchmarks.md)
 """
 import json
+import re
 import sys
 from html import escape
 
@@ -165,6 +166,10 @@ def table(rows):
     out = ["| workload | backend | durability | workers | ops/s | writes/s | p50 µs | p99 µs | command |",
            "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        if r.get("workload") == "server-cpu":
+            out.append(f"| server-cpu | http | | | | | | | server process CPU {r['cpu_seconds']:.2f} s "
+                       f"over `leasehold {re.sub(r'http://[0-9.:]+', '$URL', r['command'])}` (setup included) |")
+            continue
         if r.get("workload") == "machine":
             out.append(f"| machine | | | | | | | | load average {r['loadavg']} ({r['at']} of the run) |")
             continue

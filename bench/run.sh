@@ -62,11 +62,21 @@ port=$((20000 + RANDOM % 20000))
 "$lh" --db "$work/server.db" serve --listen "127.0.0.1:$port" --reaper-interval off >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+# The server's CPU seconds over one whole command (setup included), for CPU
+# per request figures that the neighbours' load does not skew as much.
+server_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$server_pid/stat"; }
+sbench() {
+  local before; before="$(server_cpu)"
+  bench "$@"
+  echo "{\"workload\":\"server-cpu\",\"command\":\"$*\",\"cpu_seconds\":$(awk "BEGIN {print $(server_cpu) - $before}")}" | tee -a "$out"
+}
+# What creating the tasks costs the server (every server cycle run's setup).
+sbench bench create --server "http://127.0.0.1:$port" --workers 64 --tasks 20000
 # In-process and through the server back to back, three rounds, the same
 # workload (64 workers / 64 connections); the ratio is taken per round.
 for _ in 1 2 3; do
   bench bench cycle --durability full --workers 64 --tasks 20000
-  bench bench cycle --server "http://127.0.0.1:$port" --workers 64 --tasks 20000
+  sbench bench cycle --server "http://127.0.0.1:$port" --workers 64 --tasks 20000
 done
 # The older driver (64 threads on one blocking HttpStore), for comparison.
 bench bench cycle --server "http://127.0.0.1:$port" --workers 64 --tasks 20000 --blocking-client
