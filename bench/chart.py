@@ -161,26 +161,33 @@ def command(r):
     return " ".join(parts)
 
 
+def cpu_per_op(r):
+    """The bench process's CPU per op in µs (the client's share with --server)."""
+    if r.get("cpu_seconds") is None or not r.get("ops"):
+        return ""
+    return f"{r['cpu_seconds'] * 1e6 / r['ops']:,.0f}"
+
+
 def table(rows):
     """A markdown table of every row, with its command."""
-    out = ["| workload | backend | durability | workers | ops/s | writes/s | p50 µs | p99 µs | command |",
-           "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    out = ["| workload | backend | durability | workers | ops/s | writes/s | p50 µs | p99 µs | CPU µs/op | command |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r.get("workload") == "server-cpu":
-            out.append(f"| server-cpu | http | | | | | | | server process CPU {r['cpu_seconds']:.2f} s "
+            out.append(f"| server-cpu | http | | | | | | | | server process CPU {r['cpu_seconds']:.2f} s "
                        f"over `leasehold {re.sub(r'http://[0-9.:]+', '$URL', r['command'])}` (setup included) |")
             continue
         if r.get("workload") == "machine":
-            out.append(f"| machine | | | | | | | | load average {r['loadavg']} ({r['at']} of the run) |")
+            out.append(f"| machine | | | | | | | | | load average {r['loadavg']} ({r['at']} of the run) |")
             continue
         if r.get("workload") == "server-memory":
-            out.append(f"| server-memory | http | | | | | | | RSS {r['rss_kib'] / 1024:.0f} MiB, "
+            out.append(f"| server-memory | http | | | | | | | | RSS {r['rss_kib'] / 1024:.0f} MiB, "
                        f"peak {r['peak_rss_kib'] / 1024:.0f} MiB: `{command(r)}` |")
             continue
         out.append(
             f"| {r['workload']} | {r['backend']} {r.get('version', '')} | {r['durability']} | "
             f"{r['workers']} | {r['ops_per_sec']:,.0f} | {r['writes_per_sec']:,.0f} | "
-            f"{r['p50_us']:,} | {r['p99_us']:,} | `{command(r)}` |")
+            f"{r['p50_us']:,} | {r['p99_us']:,} | {cpu_per_op(r)} | `{command(r)}` |")
     return "\n".join(out)
 
 
