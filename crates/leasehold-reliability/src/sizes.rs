@@ -38,8 +38,15 @@ pub fn rescue_trials() -> usize {
 }
 
 /// Heartbeat soak: (workers, duration): 10 for 5 s quick, 50 for 10 min long.
+/// `LEASEHOLD_SOAK_SECONDS=N` shortens (or lengthens) the duration of either
+/// tier, for iterating on a long-tier failure.
 pub fn heartbeat_soak() -> (usize, Duration) {
-    pick((10, Duration::from_secs(5)), (50, Duration::from_secs(600)))
+    let (workers, duration) = pick((10, Duration::from_secs(5)), (50, Duration::from_secs(600)));
+    let duration = std::env::var("LEASEHOLD_SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(duration, Duration::from_secs);
+    (workers, duration)
 }
 
 /// Seed for a run: `LEASEHOLD_SEED` if set (to replay a failure), else `default`.

@@ -8,6 +8,10 @@
 //!
 //! Usage: `reliability-server --db PATH|postgres://… [--listen 127.0.0.1:0]
 //! [--reaper-interval-ms N] [--max-attempts N]`
+//!
+//! With `RELIABILITY_SERVER_STATS_MS=N` in its environment, a SQLite server
+//! prints `SQLITE_STATS key=value …` every N ms: the store's group-commit and
+//! background-checkpoint counters (the heartbeat soak reports the last line).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -35,6 +39,11 @@ fn main() {
     let max_attempts: u32 = arg(&args, "--max-attempts")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    let stats_every = std::env::var("RELIABILITY_SERVER_STATS_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
     let store: Arc<dyn Store> = if leasehold_postgres::is_postgres_url(&db) {
         Arc::new(
             leasehold_postgres::PgStore::connect(&db).unwrap_or_else(|e| {
@@ -43,12 +52,37 @@ fn main() {
             }),
         )
     } else {
-        Arc::new(
+        let sqlite = Arc::new(
             leasehold_sqlite::SqliteStore::open(&db).unwrap_or_else(|e| {
                 eprintln!("cannot open {db}: {e}");
                 std::process::exit(1)
             }),
-        )
+        );
+        if let Some(every) = stats_every {
+            let s = sqlite.clone();
+            std::thread::spawn(move || loop {
+                std::thread::sleep(every);
+                let (g, c) = (s.group_stats(), s.checkpoint_stats());
+                println!(
+                    "SQLITE_STATS batches={} ops={} largest={} batch_ms_max={:.1} slow_batches={} checkpoints={} checkpoint_frames={} checkpoint_ms_max={:.1} checkpoint_ms_total={:.1} wal_frames_max={} checkpoint_errors={} catch_ups={} catch_up_ms_max={:.1}",
+                    g.batches,
+                    g.ops,
+                    g.largest,
+                    g.batch_us_max as f64 / 1e3,
+                    g.slow_batches,
+                    c.checkpoints,
+                    c.frames,
+                    c.us_max as f64 / 1e3,
+                    c.us_total as f64 / 1e3,
+                    c.wal_frames_max,
+                    c.errors,
+                    c.catch_ups,
+                    c.catch_up_us_max as f64 / 1e3
+                );
+                let _ = std::io::stdout().flush();
+            });
+        }
+        sqlite
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
