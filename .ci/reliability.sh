@@ -73,7 +73,7 @@ case "$mode" in
     # checks are not starved by each other.
     LEASEHOLD_SOAK=1 cargo test -p leasehold-reliability --features failpoints --no-fail-fast \
       -- --test-threads 1 --nocapture 2>&1 | tee "${LEASEHOLD_SOAK_LOG:-/dev/null}" \
-      | grep -E '^(race on|paused worker on|kill -9 on|rescue on|heartbeat soak on|store faults on|sqlite busy|sqlite backend faults|postgres|committed but unacknowledged|fuzz fallback|test result|test .* FAILED)'
+      | grep -E '^(race on|paused worker on|kill -9 on|rescue on|heartbeat soak on|store faults on|sqlite busy|sqlite backend faults|postgres|committed but unacknowledged|fuzz fallback|test result|test .* FAILED)|backend faults:'
     step "reliability: long fuzz runs"
     run_fuzz "${LEASEHOLD_FUZZ_SECONDS:-600}"
     ;;
