@@ -81,9 +81,9 @@ done
 # The older driver (64 threads on one blocking HttpStore), for comparison.
 bench bench cycle --server "http://127.0.0.1:$port" --workers 64 --tasks 20000 --blocking-client
 # Single heartbeats vs the batch routes through the server.
-bench bench heartbeat --server "http://127.0.0.1:$port" --workers 32 --tasks 50000
-bench bench cycle --server "http://127.0.0.1:$port" --workers 32 --tasks 50000 --batch 100
-bench bench heartbeat --server "http://127.0.0.1:$port" --workers 32 --tasks 200000 --batch 100
+sbench bench heartbeat --server "http://127.0.0.1:$port" --workers 32 --tasks 50000
+sbench bench cycle --server "http://127.0.0.1:$port" --workers 32 --tasks 50000 --batch 100
+sbench bench heartbeat --server "http://127.0.0.1:$port" --workers 32 --tasks 200000 --batch 100
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 "$lh" --db "$work/million.db" serve --listen "127.0.0.1:$port" --reaper-interval off >"$work/server.log" 2>&1 &
 server_pid=$!
