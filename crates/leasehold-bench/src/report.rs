@@ -48,8 +48,9 @@ pub struct Report {
     /// `--server` it is the client's share only.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cpu_seconds: Option<f64>,
-    /// `--server` runs: the driver, `async` (tasks on one async client) or
-    /// `blocking` (`--blocking-client`: threads on one blocking `HttpStore`).
+    /// `--server` runs: the driver, `async` (`cycle` and `heartbeat`: tasks
+    /// on one async client) or `blocking` (threads on one blocking
+    /// `HttpStore`: `--blocking-client`, and every other workload).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub client: Option<String>,
     /// Logical CPUs of the machine.

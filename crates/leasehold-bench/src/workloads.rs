@@ -233,9 +233,14 @@ pub(crate) fn report(
         setup_seconds: setup.as_secs_f64(),
         transactions,
         cpu_seconds: None,
-        client: match opts.target {
-            Target::Server { .. } if opts.blocking_client => Some("blocking".to_string()),
-            Target::Server { .. } => Some("async".to_string()),
+        client: match (&opts.target, opts.workload) {
+            (Target::Server { .. }, Workload::Cycle | Workload::Heartbeat)
+                if !opts.blocking_client =>
+            {
+                Some("async".to_string())
+            }
+            // Every other workload drives a server through `HttpStore`.
+            (Target::Server { .. }, _) => Some("blocking".to_string()),
             _ => None,
         },
         cpus: cpus(),

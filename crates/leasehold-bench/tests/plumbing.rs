@@ -302,9 +302,14 @@ fn batched_cycle_and_heartbeat_through_the_server_use_the_batch_routes() {
     ))
     .unwrap();
     check(&r, "heartbeat", 47);
+    assert_eq!(r.client.as_deref(), Some("async"));
     // Shares 12, 12, 12, 11 in calls of 5: 3 calls each.
     assert_eq!(requests(&server, HEARTBEATS), 12);
     assert_eq!(requests(&server, HEARTBEAT), 0);
+    // Other workloads drive a server through the blocking HttpStore.
+    let r = run(&via(&server, tiny(Workload::Create, 5, 2))).unwrap();
+    check(&r, "create", 5);
+    assert_eq!(r.client.as_deref(), Some("blocking"));
 }
 
 /// Both PostgreSQL paths on a throwaway cluster, when the machine has
