@@ -20,6 +20,7 @@
 //!   HTTP API and the CLI.
 //! - [`Timestamp`]: UTC microseconds, parsed from RFC 3339 with an offset.
 
+pub mod delegate;
 pub mod error;
 pub mod failpoint;
 pub mod limits;

@@ -466,44 +466,11 @@ pub fn empty_counts() -> Counts {
     TaskState::ALL.into_iter().map(|s| (s, 0)).collect()
 }
 
+/// An `Arc` of a store is that store: every method, provided ones included,
+/// goes to the shared store's own (so its batch and counter overrides are
+/// kept when it is used through `Arc<dyn Store>`).
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
-    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-        (**self).create(new, ctx)
-    }
-    fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
-        (**self).put(task, expected_version, ctx)
-    }
-    fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-        (**self).apply(task_id, cmd, ctx)
-    }
-    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
-        (**self).apply_many(items, ctx)
-    }
-    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-        (**self).claim(req, ctx)
-    }
-    fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
-        (**self).reclaim(max_attempts, ctx)
-    }
-    fn get(&self, task_id: &str) -> Result<Option<Task>> {
-        (**self).get(task_id)
-    }
-    fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
-        (**self).list(filter, cursor, limit)
-    }
-    fn list_in_flight(&self) -> Result<Vec<Task>> {
-        (**self).list_in_flight()
-    }
-    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-        (**self).list_stale(now)
-    }
-    fn counts(&self) -> Result<Counts> {
-        (**self).counts()
-    }
-    fn queue_counts(&self) -> Result<QueueCounts> {
-        (**self).queue_counts()
-    }
-    fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
-        (**self).history(task_id)
+    crate::delegate_store! {
+        to **self;
     }
 }
