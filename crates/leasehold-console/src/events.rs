@@ -8,10 +8,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use leasehold_core::store::{BatchItem, QueueCounts};
+use leasehold_core::store::BatchItem;
 use leasehold_core::{
-    ClaimRequest, Command, Context, Counts, HistoryEntry, ListFilter, NewTask, Page, Result, Store,
-    Task, TaskState, Timestamp,
+    ClaimRequest, Command, Context, Fence, NewTask, Result, Store, Task, TaskState, Timestamp,
 };
 
 use crate::EVENTS_MAX;
@@ -171,84 +170,119 @@ impl RecordingStore {
     }
 }
 
-impl Store for RecordingStore {
-    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-        let t = self.inner.create(new, ctx)?;
-        self.note("create", &t, ctx, None, None);
-        Ok(t)
-    }
-
-    fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
-        let t = self.inner.put(task, expected_version, ctx)?;
-        self.note("put", &t, ctx, None, None);
-        Ok(t)
-    }
-
-    fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-        let (op, actor, detail) = describe(&cmd);
-        let t = self.inner.apply(task_id, cmd, ctx)?;
-        self.note_command(op, &t, ctx, actor, detail);
-        Ok(t)
-    }
-
-    /// Forwarded whole, so a backend's one-transaction batch is kept.
-    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
-        let described: Vec<_> = items.iter().map(|i| describe(&i.command)).collect();
-        let results = self.inner.apply_many(items, ctx)?;
-        for ((op, actor, detail), r) in described.into_iter().zip(&results) {
+impl RecordingStore {
+    /// Record each accepted item of a batch whose commands were `described`.
+    fn note_batch(
+        &self,
+        described: Vec<(&'static str, Option<String>, Option<String>)>,
+        results: &[Result<Task>],
+        ctx: &Context,
+    ) {
+        for ((op, actor, detail), r) in described.into_iter().zip(results) {
             if let Ok(t) = r {
                 self.note_command(op, t, ctx, actor, detail);
             }
         }
-        Ok(results)
     }
+}
 
-    /// Forwarded, so a backend's counter table is used.
-    fn queue_counts(&self) -> Result<QueueCounts> {
-        self.inner.queue_counts()
-    }
+/// Writes are recorded; every other method, and every batch, reaches the
+/// inner store's own (`delegate_store!`), so a backend's fast paths (SQLite's
+/// one-transaction batch and counter table, the HTTP client's batch routes)
+/// are kept. The single-command helpers keep the trait's defaults: they
+/// arrive here as `apply`, which records them.
+impl Store for RecordingStore {
+    leasehold_core::delegate_store! {
+        to self.inner;
+        defaults [
+            dispatch, acquire_lease, heartbeat, release, complete, compensate, fail,
+            quarantine, annotate, record_compensation,
+        ];
 
-    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-        let tasks = self.inner.claim(req, ctx)?;
-        for t in &tasks {
-            self.note("claim", t, ctx, Some(&req.owner), None);
+        fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
+            let t = self.inner.create(new, ctx)?;
+            self.note("create", &t, ctx, None, None);
+            Ok(t)
         }
-        Ok(tasks)
-    }
 
-    fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
-        let tasks = self.inner.reclaim(max_attempts, ctx)?;
-        for t in &tasks {
-            let detail = (t.state == TaskState::Quarantined)
-                .then(|| t.terminal_reason.clone())
-                .flatten();
-            self.note("reclaim", t, ctx, None, detail);
+        fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
+            let t = self.inner.put(task, expected_version, ctx)?;
+            self.note("put", &t, ctx, None, None);
+            Ok(t)
         }
-        Ok(tasks)
-    }
 
-    fn get(&self, task_id: &str) -> Result<Option<Task>> {
-        self.inner.get(task_id)
-    }
+        fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+            let (op, actor, detail) = describe(&cmd);
+            let t = self.inner.apply(task_id, cmd, ctx)?;
+            self.note_command(op, &t, ctx, actor, detail);
+            Ok(t)
+        }
 
-    fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
-        self.inner.list(filter, cursor, limit)
-    }
+        fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+            let described = items.iter().map(|i| describe(&i.command)).collect();
+            let results = self.inner.apply_many(items, ctx)?;
+            self.note_batch(described, &results, ctx);
+            Ok(results)
+        }
 
-    fn list_in_flight(&self) -> Result<Vec<Task>> {
-        self.inner.list_in_flight()
-    }
+        fn heartbeat_many(
+            &self,
+            leases: &[(String, Fence)],
+            expires_at: Timestamp,
+            ctx: &Context,
+        ) -> Result<Vec<Result<Task>>> {
+            let described = leases
+                .iter()
+                .map(|(_, fence)| {
+                    describe(&Command::Heartbeat {
+                        fence: fence.clone(),
+                        expires_at,
+                    })
+                })
+                .collect();
+            let results = self.inner.heartbeat_many(leases, expires_at, ctx)?;
+            self.note_batch(described, &results, ctx);
+            Ok(results)
+        }
 
-    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-        self.inner.list_stale(now)
-    }
+        fn complete_many(
+            &self,
+            leases: &[(String, Fence)],
+            reason: Option<&str>,
+            ctx: &Context,
+        ) -> Result<Vec<Result<Task>>> {
+            let described = leases
+                .iter()
+                .map(|(_, fence)| {
+                    describe(&Command::Complete {
+                        reason: reason.map(str::to_string),
+                        fence: Some(fence.clone()),
+                    })
+                })
+                .collect();
+            let results = self.inner.complete_many(leases, reason, ctx)?;
+            self.note_batch(described, &results, ctx);
+            Ok(results)
+        }
 
-    fn counts(&self) -> Result<Counts> {
-        self.inner.counts()
-    }
+        fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
+            let tasks = self.inner.claim(req, ctx)?;
+            for t in &tasks {
+                self.note("claim", t, ctx, Some(&req.owner), None);
+            }
+            Ok(tasks)
+        }
 
-    fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
-        self.inner.history(task_id)
+        fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
+            let tasks = self.inner.reclaim(max_attempts, ctx)?;
+            for t in &tasks {
+                let detail = (t.state == TaskState::Quarantined)
+                    .then(|| t.terminal_reason.clone())
+                    .flatten();
+                self.note("reclaim", t, ctx, None, detail);
+            }
+            Ok(tasks)
+        }
     }
 }
 
@@ -303,50 +337,45 @@ mod tests {
         assert_eq!(leased[0].actor, "w1");
     }
 
-    /// Counts how often the batch method itself is reached.
+    /// A backend with its own batch methods (as SQLite's `apply_many` and
+    /// the HTTP client's `heartbeat_many`/`complete_many`): records which one
+    /// each call reached.
     struct Batching {
         inner: MemoryStore,
-        batches: std::sync::atomic::AtomicU32,
+        batches: Mutex<Vec<&'static str>>,
+    }
+
+    impl Batching {
+        fn reached(&self, name: &'static str) {
+            self.batches.lock().unwrap().push(name);
+        }
     }
 
     impl Store for Batching {
-        fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-            self.inner.create(new, ctx)
-        }
-        fn put(&self, task: Task, v: Option<u64>, ctx: &Context) -> Result<Task> {
-            self.inner.put(task, v, ctx)
-        }
-        fn apply(&self, id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-            self.inner.apply(id, cmd, ctx)
-        }
-        fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
-            self.batches
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            self.inner.apply_many(items, ctx)
-        }
-        fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-            self.inner.claim(req, ctx)
-        }
-        fn reclaim(&self, max: u32, ctx: &Context) -> Result<Vec<Task>> {
-            self.inner.reclaim(max, ctx)
-        }
-        fn get(&self, id: &str) -> Result<Option<Task>> {
-            self.inner.get(id)
-        }
-        fn list(&self, f: &ListFilter, c: Option<&str>, l: Option<u32>) -> Result<Page> {
-            self.inner.list(f, c, l)
-        }
-        fn list_in_flight(&self) -> Result<Vec<Task>> {
-            self.inner.list_in_flight()
-        }
-        fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-            self.inner.list_stale(now)
-        }
-        fn counts(&self) -> Result<Counts> {
-            self.inner.counts()
-        }
-        fn history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
-            self.inner.history(id)
+        leasehold_core::delegate_store! {
+            to self.inner;
+            fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+                self.reached("apply_many");
+                self.inner.apply_many(items, ctx)
+            }
+            fn heartbeat_many(
+                &self,
+                leases: &[(String, Fence)],
+                expires_at: Timestamp,
+                ctx: &Context,
+            ) -> Result<Vec<Result<Task>>> {
+                self.reached("heartbeat_many");
+                self.inner.heartbeat_many(leases, expires_at, ctx)
+            }
+            fn complete_many(
+                &self,
+                leases: &[(String, Fence)],
+                reason: Option<&str>,
+                ctx: &Context,
+            ) -> Result<Vec<Result<Task>>> {
+                self.reached("complete_many");
+                self.inner.complete_many(leases, reason, ctx)
+            }
         }
     }
 
@@ -375,12 +404,47 @@ mod tests {
             .heartbeat_many(&leases, at("2026-06-03T10:02:00Z"), &ctx)
             .unwrap();
         assert!(out[0].is_ok() && out[1].is_err());
-        assert_eq!(inner.batches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The backend's own heartbeat batch, not the trait's per-item default.
+        assert_eq!(*inner.batches.lock().unwrap(), ["heartbeat_many"]);
         let beats = events.recent(10, |e| e.op == "heartbeat");
         assert_eq!(beats.len(), 1, "only the accepted heartbeat is recorded");
         assert_eq!(
             (beats[0].task_id.as_str(), beats[0].actor.as_str()),
             ("a", "w1")
         );
+
+        let done = Context::new(at("2026-06-03T10:03:00Z"), "op");
+        let out = store.complete_many(&leases, Some("ok"), &done).unwrap();
+        assert!(out[0].is_ok() && out[1].is_err());
+        let items = vec![BatchItem {
+            task_id: "b".into(),
+            command: Command::Quarantine {
+                reason: "stuck".into(),
+                fence: None,
+            },
+        }];
+        assert!(store.apply_many(items, &done).unwrap()[0].is_ok());
+        assert_eq!(
+            *inner.batches.lock().unwrap(),
+            ["heartbeat_many", "complete_many", "apply_many"]
+        );
+        let ops: Vec<_> = events
+            .recent(10, |e| e.at == done.at)
+            .into_iter()
+            .map(|e| (e.op, e.task_id, e.actor, e.detail))
+            .collect();
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        assert!(ops.contains(&(
+            "complete".into(),
+            "a".into(),
+            "w1".into(),
+            Some("ok".into())
+        )));
+        assert!(ops.contains(&(
+            "quarantine".into(),
+            "b".into(),
+            "op".into(),
+            Some("stuck".into())
+        )));
     }
 }

@@ -13,10 +13,7 @@ use leasehold_console::{
     WORKER_SCAN_ROWS_MAX,
 };
 use leasehold_core::memory::MemoryStore;
-use leasehold_core::{
-    ClaimRequest, Command, Context, Counts, HistoryEntry, ListFilter, NewTask, Page, Result, Store,
-    Task, Timestamp,
-};
+use leasehold_core::{Context, ListFilter, NewTask, Page, Result, Store, Task, Timestamp};
 use tower::ServiceExt;
 
 #[derive(Default)]
@@ -30,47 +27,33 @@ struct Counting {
     reads: Arc<Reads>,
 }
 
+/// Reads are counted; writes go to the inner store. Every provided method
+/// keeps the trait's default, so `queue_counts` and `require` are counted
+/// as the `list` pages and `get`s they make.
 impl Store for Counting {
-    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-        self.inner.create(new, ctx)
-    }
-    fn put(&self, task: Task, v: Option<u64>, ctx: &Context) -> Result<Task> {
-        self.inner.put(task, v, ctx)
-    }
-    fn apply(&self, id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-        self.inner.apply(id, cmd, ctx)
-    }
-    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-        self.inner.claim(req, ctx)
-    }
-    fn reclaim(&self, max: u32, ctx: &Context) -> Result<Vec<Task>> {
-        self.inner.reclaim(max, ctx)
-    }
-    fn get(&self, id: &str) -> Result<Option<Task>> {
-        self.reads.rows.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(id)
-    }
-    fn list(&self, f: &ListFilter, c: Option<&str>, l: Option<u32>) -> Result<Page> {
-        let p = self.inner.list(f, c, l)?;
-        self.reads
-            .rows
-            .fetch_add(p.tasks.len() as u64, Ordering::SeqCst);
-        Ok(p)
-    }
-    fn list_in_flight(&self) -> Result<Vec<Task>> {
-        self.reads.in_flight_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_in_flight()
-    }
-    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-        let v = self.inner.list_stale(now)?;
-        self.reads.rows.fetch_add(v.len() as u64, Ordering::SeqCst);
-        Ok(v)
-    }
-    fn counts(&self) -> Result<Counts> {
-        self.inner.counts()
-    }
-    fn history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
-        self.inner.history(id)
+    leasehold_core::delegate_store! {
+        to self.inner;
+        defaults all;
+        fn get(&self, id: &str) -> Result<Option<Task>> {
+            self.reads.rows.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(id)
+        }
+        fn list(&self, f: &ListFilter, c: Option<&str>, l: Option<u32>) -> Result<Page> {
+            let p = self.inner.list(f, c, l)?;
+            self.reads
+                .rows
+                .fetch_add(p.tasks.len() as u64, Ordering::SeqCst);
+            Ok(p)
+        }
+        fn list_in_flight(&self) -> Result<Vec<Task>> {
+            self.reads.in_flight_calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.list_in_flight()
+        }
+        fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
+            let v = self.inner.list_stale(now)?;
+            self.reads.rows.fetch_add(v.len() as u64, Ordering::SeqCst);
+            Ok(v)
+        }
     }
 }
 
