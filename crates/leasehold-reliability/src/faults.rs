@@ -77,6 +77,10 @@ impl<S: Store> FaultStore<S> {
     }
 }
 
+// Written out rather than with `delegate_store!`: every call must pass the
+// gate, and the provided methods keep the trait's defaults so that a batch
+// is gated per item, as the server's calls were counted. A new required
+// `Store` method should fail to compile here, not be forwarded ungated.
 impl<S: Store> Store for FaultStore<S> {
     fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
         self.gate("create")?;
@@ -150,16 +154,9 @@ impl<S: Store> MutantStore<S> {
             applies: AtomicU64::new(0),
         }
     }
-}
 
-impl<S: Store> Store for MutantStore<S> {
-    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-        self.inner.create(new, ctx)
-    }
-    fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
-        self.inner.put(task, expected_version, ctx)
-    }
-    fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+    /// `apply` with the mutation.
+    fn mutated_apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
         match self.mutation {
             Mutation::LostWrite(n) => {
                 let k = self.applies.fetch_add(1, Ordering::SeqCst) + 1;
@@ -192,28 +189,16 @@ impl<S: Store> Store for MutantStore<S> {
             },
         }
     }
-    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-        self.inner.claim(req, ctx)
-    }
-    fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
-        self.inner.reclaim(max_attempts, ctx)
-    }
-    fn get(&self, task_id: &str) -> Result<Option<Task>> {
-        self.inner.get(task_id)
-    }
-    fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
-        self.inner.list(filter, cursor, limit)
-    }
-    fn list_in_flight(&self) -> Result<Vec<Task>> {
-        self.inner.list_in_flight()
-    }
-    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-        self.inner.list_stale(now)
-    }
-    fn counts(&self) -> Result<Counts> {
-        self.inner.counts()
-    }
-    fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
-        self.inner.history(task_id)
+}
+
+/// Only `apply` is wrong; the provided methods keep the trait's defaults so
+/// that every single-command helper and batch item goes through it.
+impl<S: Store> Store for MutantStore<S> {
+    leasehold_core::delegate_store! {
+        to self.inner;
+        defaults all;
+        fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+            self.mutated_apply(task_id, cmd, ctx)
+        }
     }
 }

@@ -126,43 +126,8 @@ impl SwapStore {
 }
 
 impl Store for SwapStore {
-    fn create(&self, new: NewTask, ctx: &Context) -> leasehold_core::Result<Task> {
-        self.cur().create(new, ctx)
-    }
-    fn put(&self, t: Task, v: Option<u64>, ctx: &Context) -> leasehold_core::Result<Task> {
-        self.cur().put(t, v, ctx)
-    }
-    fn apply(&self, id: &str, cmd: Command, ctx: &Context) -> leasehold_core::Result<Task> {
-        self.cur().apply(id, cmd, ctx)
-    }
-    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> leasehold_core::Result<Vec<Task>> {
-        self.cur().claim(req, ctx)
-    }
-    fn reclaim(&self, max: u32, ctx: &Context) -> leasehold_core::Result<Vec<Task>> {
-        self.cur().reclaim(max, ctx)
-    }
-    fn get(&self, id: &str) -> leasehold_core::Result<Option<Task>> {
-        self.cur().get(id)
-    }
-    fn list(
-        &self,
-        f: &leasehold_core::ListFilter,
-        c: Option<&str>,
-        l: Option<u32>,
-    ) -> leasehold_core::Result<leasehold_core::Page> {
-        self.cur().list(f, c, l)
-    }
-    fn list_in_flight(&self) -> leasehold_core::Result<Vec<Task>> {
-        self.cur().list_in_flight()
-    }
-    fn list_stale(&self, now: Timestamp) -> leasehold_core::Result<Vec<Task>> {
-        self.cur().list_stale(now)
-    }
-    fn counts(&self) -> leasehold_core::Result<leasehold_core::Counts> {
-        self.cur().counts()
-    }
-    fn history(&self, id: &str) -> leasehold_core::Result<Vec<leasehold_core::HistoryEntry>> {
-        self.cur().history(id)
+    leasehold_core::delegate_store! {
+        to self.cur();
     }
 }
 
