@@ -23,6 +23,14 @@
 //! only `FROM` the update's result, and the several-row form fails as a whole
 //! (SQLSTATE 21000, then the operation runs again) unless every row matched.
 //!
+//! Under concurrency, operations are **group-committed** (see `group.rs`):
+//! a leader runs every queued `create`, `apply` and `claim` as one such
+//! transaction — one `SELECT … FOR UPDATE` loading every named task, the
+//! claims' candidate walks, the machine deciding each operation in queue
+//! order in Rust, one write statement with `COMMIT` — and answers each
+//! caller after the commit. Each operation still succeeds or fails on its
+//! own; a batch of one is exactly the single-operation path above.
+//!
 //! `claim` and `reclaim` select their candidates with
 //! `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait on each other
 //! and never take the same task; every candidate still goes through the state
@@ -56,7 +64,7 @@
 //! a restart succeeds without recreating the store. A commit whose connection
 //! broke in flight is reported as `unavailable` saying the outcome is unknown.
 //!
-//! Main types: [`PgStore`], [`PgOptions`], [`PoolStats`].
+//! Main types: [`PgStore`], [`PgOptions`], [`PoolStats`], [`GroupStats`].
 
 pub mod schema;
 

@@ -15,7 +15,10 @@
 //!   Unix epoch (UTC), so comparisons happen in the database on integers.
 //!   Metadata, compensations and notes are `json` (not `jsonb`), which keeps
 //!   the exact text and so reads back exactly what was written.
-//! - `task_history`: one row per change, written in the same transaction.
+//! - `task_history`: one row per change, written in the same statement as
+//!   its task. No foreign key since migration 2 (tasks are never deleted
+//!   and entries are only written with their task's row; the key cost every
+//!   insert a lookup and a row lock).
 //! - a `BEFORE UPDATE` trigger that refuses, inside the database, an update
 //!   that would move a fencing token backwards, not advance the version,
 //!   change an id, or take a terminal task out of its state.
