@@ -13,12 +13,8 @@ use std::sync::Arc;
 
 use leasehold_client::HttpStore;
 use leasehold_conformance::Harness;
-use leasehold_core::machine::{Command, Context};
 use leasehold_core::memory::MemoryStore;
-use leasehold_core::{
-    BatchItem, ClaimRequest, Counts, Fence, HistoryEntry, ListFilter, NewTask, Page, Result, Store,
-    Task, Timestamp,
-};
+use leasehold_core::Store;
 use leasehold_server::testing::TestServer;
 use leasehold_sqlite::SqliteStore;
 
@@ -49,60 +45,11 @@ impl ServedStore {
     }
 }
 
+// Every method, the batch calls included, goes through `HttpStore`'s own
+// (the batch routes), not the trait's per-item defaults.
 impl Store for ServedStore {
-    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-        self.http.create(new, ctx)
-    }
-    fn put(&self, task: Task, expected_version: Option<u64>, ctx: &Context) -> Result<Task> {
-        self.http.put(task, expected_version, ctx)
-    }
-    fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-        self.http.apply(task_id, cmd, ctx)
-    }
-    // The batch calls go through `HttpStore`'s own (the batch routes), not
-    // the trait's per-item defaults.
-    fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
-        self.http.apply_many(items, ctx)
-    }
-    fn heartbeat_many(
-        &self,
-        leases: &[(String, Fence)],
-        expires_at: Timestamp,
-        ctx: &Context,
-    ) -> Result<Vec<Result<Task>>> {
-        self.http.heartbeat_many(leases, expires_at, ctx)
-    }
-    fn complete_many(
-        &self,
-        leases: &[(String, Fence)],
-        reason: Option<&str>,
-        ctx: &Context,
-    ) -> Result<Vec<Result<Task>>> {
-        self.http.complete_many(leases, reason, ctx)
-    }
-    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-        self.http.claim(req, ctx)
-    }
-    fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
-        self.http.reclaim(max_attempts, ctx)
-    }
-    fn get(&self, task_id: &str) -> Result<Option<Task>> {
-        self.http.get(task_id)
-    }
-    fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: Option<u32>) -> Result<Page> {
-        self.http.list(filter, cursor, limit)
-    }
-    fn list_in_flight(&self) -> Result<Vec<Task>> {
-        self.http.list_in_flight()
-    }
-    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-        self.http.list_stale(now)
-    }
-    fn counts(&self) -> Result<Counts> {
-        self.http.counts()
-    }
-    fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
-        self.http.history(task_id)
+    leasehold_core::delegate_store! {
+        to self.http;
     }
 }
 

@@ -38,46 +38,22 @@ mod self_test {
     /// The in-memory store with a re-entrant `acquire_lease` bug.
     struct Reentrant(Arc<MemoryStore>);
 
+    /// Only `apply` is wrong; the provided methods keep the trait's
+    /// defaults so that `acquire_lease` meets the bug.
     impl Store for Reentrant {
-        fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-            self.0.create(new, ctx)
-        }
-        fn put(&self, task: Task, v: Option<u64>, ctx: &Context) -> Result<Task> {
-            self.0.put(task, v, ctx)
-        }
-        fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-            if let Command::Acquire { owner, .. } = &cmd {
-                if let Some(t) = self.0.get(task_id)? {
-                    if t.has_active_lease(ctx.at) && t.lease_owner.as_ref() == Some(owner) {
-                        return Ok(t);
+        leasehold_core::delegate_store! {
+            to self.0;
+            defaults all;
+            fn apply(&self, task_id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
+                if let Command::Acquire { owner, .. } = &cmd {
+                    if let Some(t) = self.0.get(task_id)? {
+                        if t.has_active_lease(ctx.at) && t.lease_owner.as_ref() == Some(owner) {
+                            return Ok(t);
+                        }
                     }
                 }
+                self.0.apply(task_id, cmd, ctx)
             }
-            self.0.apply(task_id, cmd, ctx)
-        }
-        fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-            self.0.claim(req, ctx)
-        }
-        fn reclaim(&self, max_attempts: u32, ctx: &Context) -> Result<Vec<Task>> {
-            self.0.reclaim(max_attempts, ctx)
-        }
-        fn get(&self, task_id: &str) -> Result<Option<Task>> {
-            self.0.get(task_id)
-        }
-        fn list(&self, f: &ListFilter, c: Option<&str>, l: Option<u32>) -> Result<Page> {
-            self.0.list(f, c, l)
-        }
-        fn list_in_flight(&self) -> Result<Vec<Task>> {
-            self.0.list_in_flight()
-        }
-        fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-            self.0.list_stale(now)
-        }
-        fn counts(&self) -> Result<Counts> {
-            self.0.counts()
-        }
-        fn history(&self, task_id: &str) -> Result<Vec<HistoryEntry>> {
-            self.0.history(task_id)
         }
     }
 

@@ -354,7 +354,11 @@ mod tests {
     impl Store for Batching {
         leasehold_core::delegate_store! {
             to self.inner;
-            fn apply_many(&self, items: Vec<BatchItem>, ctx: &Context) -> Result<Vec<Result<Task>>> {
+            fn apply_many(
+                &self,
+                items: Vec<BatchItem>,
+                ctx: &Context,
+            ) -> Result<Vec<Result<Task>>> {
                 self.reached("apply_many");
                 self.inner.apply_many(items, ctx)
             }

@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use leasehold_core::memory::MemoryStore;
-use leasehold_core::{
-    ClaimRequest, Command, Context, Counts, HistoryEntry, ListFilter, NewTask, Page, Result, Store,
-    Task, Timestamp,
-};
+use leasehold_core::{Context, NewTask, Result, Store, Task};
 use leasehold_server::testing::TestServer;
 use leasehold_server::{
     check_listen, serve, AppState, Role, ServeError, ServerConfig, SystemClock, TokenStore,
@@ -29,44 +26,17 @@ struct GatedStore {
 }
 
 impl Store for GatedStore {
-    fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
-        self.entered.lock().unwrap().send(()).unwrap();
-        self.release
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap();
-        self.inner.create(new, ctx)
-    }
-    fn put(&self, task: Task, v: Option<u64>, ctx: &Context) -> Result<Task> {
-        self.inner.put(task, v, ctx)
-    }
-    fn apply(&self, id: &str, cmd: Command, ctx: &Context) -> Result<Task> {
-        self.inner.apply(id, cmd, ctx)
-    }
-    fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
-        self.inner.claim(req, ctx)
-    }
-    fn reclaim(&self, max: u32, ctx: &Context) -> Result<Vec<Task>> {
-        self.inner.reclaim(max, ctx)
-    }
-    fn get(&self, id: &str) -> Result<Option<Task>> {
-        self.inner.get(id)
-    }
-    fn list(&self, f: &ListFilter, c: Option<&str>, l: Option<u32>) -> Result<Page> {
-        self.inner.list(f, c, l)
-    }
-    fn list_in_flight(&self) -> Result<Vec<Task>> {
-        self.inner.list_in_flight()
-    }
-    fn list_stale(&self, now: Timestamp) -> Result<Vec<Task>> {
-        self.inner.list_stale(now)
-    }
-    fn counts(&self) -> Result<Counts> {
-        self.inner.counts()
-    }
-    fn history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
-        self.inner.history(id)
+    leasehold_core::delegate_store! {
+        to self.inner;
+        fn create(&self, new: NewTask, ctx: &Context) -> Result<Task> {
+            self.entered.lock().unwrap().send(()).unwrap();
+            self.release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap();
+            self.inner.create(new, ctx)
+        }
     }
 }
 
