@@ -152,6 +152,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         Workload::StaleScan => {
             let stale_at = stale_setup(&store, opts, &id, &queue)?;
             let setup = setup_start.elapsed();
+            tx_before = txs().unwrap_or(0);
             cpu_before = process_cpu_seconds();
             let (s, e) = stale_scan(&store, opts, stale_at)?;
             (s, e, opts.calls, setup)
