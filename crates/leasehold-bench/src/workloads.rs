@@ -122,7 +122,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let id = run_id();
     let queue = format!("{id}-q");
     let setup_start = Instant::now();
-    let mut tx_before = 0;
+    let tx_before;
     let txs = || opened.sqlite.as_ref().map(|s| s.group_stats().batches);
     let cpu_before;
     let (samples, elapsed, ops, setup) = match opts.workload {
