@@ -156,7 +156,7 @@ def command(r):
         parts.append(f"--batch {r['batch']}")
     if r.get("bare"):
         parts.append("--bare")
-    if r.get("client") == "blocking":
+    if r.get("client") == "blocking" and w in ("cycle", "heartbeat"):
         parts.append("--blocking-client")
     return " ".join(parts)
 
