@@ -201,10 +201,11 @@ def main():
     dst = sys.argv[2] if len(sys.argv) > 2 else "docs/benchmarks.svg"
     rows = load(src)
     peers = src.replace("latest.jsonl", "peers.jsonl")
-    try:
-        rows += load(peers)
-    except OSError:
-        pass
+    if peers != src:
+        try:
+            rows += load(peers)
+        except OSError:
+            pass
     items = bars(rows)
     if not items:
         sys.exit(f"no comparable rows in {src}")
