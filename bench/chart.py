@@ -88,12 +88,20 @@ def bars(rows):
     if pgcyc and pgraw:
         out.append(("PostgreSQL cycle, 16 workers", pgcyc["ops_per_sec"],
                     "raw SKIP LOCKED claim+complete, 16", pgraw["ops_per_sec"]))
-    for peer in ("graphile-worker", "pg-boss"):
-        p = find(rows, workload="peer-cycle", backend=peer)
-        pc = find(rows, workload="cycle", backend="postgres", workers=p["workers"]) if p else None
-        if p and pc:
-            out.append((f"PostgreSQL cycle, {p['workers']} workers", pc["ops_per_sec"],
-                        f"{peer} {p.get('version', '')}", p["ops_per_sec"]))
+    # Peers: the latest run of each (peer, workers) with the Leasehold
+    # PostgreSQL cycle that bench/peers.sh ran right after it.
+    latest, pending = {}, []
+    for r in rows:
+        if r.get("workload") == "peer-cycle":
+            pending.append(r)
+        elif r.get("workload") == "cycle" and r.get("backend") == "postgres" and pending:
+            for p in pending:
+                if p["workers"] == r["workers"]:
+                    latest[(p["backend"], p["workers"])] = (p, r)
+            pending = [p for p in pending if p["workers"] != r["workers"]]
+    for (peer, workers), (p, pc) in sorted(latest.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        out.append((f"PostgreSQL cycle, {workers} workers", pc["ops_per_sec"],
+                    f"{peer} {p.get('version', '')}, same run", p["ops_per_sec"]))
     return out
 
 
@@ -200,10 +208,14 @@ def main():
     src = sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.jsonl"
     dst = sys.argv[2] if len(sys.argv) > 2 else "docs/benchmarks.svg"
     rows = load(src)
-    peers = src.replace("latest.jsonl", "peers.jsonl")
-    if peers != src:
+    # The peers' runs: bench/peers.sh's file, then the PostgreSQL engineer's
+    # reruns (bench/results/postgres.jsonl), oldest first.
+    for name in ("peers.jsonl", "postgres.jsonl"):
+        extra = src.replace("latest.jsonl", name)
+        if extra == src:
+            continue
         try:
-            rows += load(peers)
+            rows += load(extra)
         except OSError:
             pass
     items = bars(rows)
