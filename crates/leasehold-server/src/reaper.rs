@@ -5,6 +5,15 @@
 //! Several servers may run reapers against one PostgreSQL database: each
 //! reclaim is atomic in the store, so a task is reclaimed once, and a reaper
 //! that loses a race simply finds nothing stale.
+//!
+//! A pass never holds the store's writer for long, even over a large backlog
+//! of expired leases (which is exactly when live workers' heartbeats must
+//! keep getting through): SQLite reclaims at most
+//! `leasehold_sqlite::RECLAIM_TRANSACTION_MAX` (100) tasks per transaction,
+//! so heartbeats commit between two chunks; PostgreSQL locks only the rows it
+//! reclaims (`SKIP LOCKED`), so heartbeats on other tasks never wait for it.
+//! Each store call is also bounded to [`RECLAIM_BATCH_MAX`] tasks, and the
+//! pass repeats while calls come back full.
 
 use std::time::Duration;
 
