@@ -15,9 +15,11 @@
 //! every committed batch the group-commit leader tells the checkpointer (a
 //! counter under a mutex, a condvar notify; it never waits for it). The
 //! checkpointer sleeps until there has been a commit, lets commits accumulate
-//! for [`CHECKPOINT_INTERVAL`], then runs `PRAGMA wal_checkpoint(PASSIVE)` on
-//! its own connection. A PASSIVE checkpoint takes no write lock: writers keep
-//! appending to the log while it copies, and readers are never blocked. Once
+//! for whole [`CHECKPOINT_INTERVAL`]s until there are
+//! [`CHECKPOINT_MIN_COMMITS`] of them or an interval passed without any, then
+//! runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection. A PASSIVE
+//! checkpoint takes no write lock: writers keep appending to the log while
+//! it copies, and readers are never blocked. Once
 //! everything is copied, the next write transaction starts the log over from
 //! its beginning, and the writer's `journal_size_limit`
 //! ([`WAL_SIZE_LIMIT_BYTES`]) truncates a log file that grew larger.
@@ -61,6 +63,13 @@ pub(crate) type Writer = Arc<Mutex<Connection>>;
 /// How long commits accumulate before the checkpointer copies them: at most
 /// one checkpoint (two fsyncs) per interval, and none when nothing was written.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Committed batches that make a checkpoint worth its two fsyncs: under a
+/// light but steady trickle of writes the checkpointer waits for this many
+/// (a few hundred pages of log, close to SQLite's own 1000-page cadence)
+/// instead of syncing every interval; once the writes stop for a whole
+/// interval it copies whatever is there.
+pub const CHECKPOINT_MIN_COMMITS: u64 = 200;
 
 /// `journal_size_limit` of the writer: a log file larger than this (after a
 /// burst) is truncated to it when the log starts over. Well above the log's
@@ -173,12 +182,23 @@ fn run(conn: &Connection, writer: &Writer, shared: &Shared) {
         if st.stop {
             return;
         }
-        // Let commits accumulate, so one checkpoint covers many.
-        let until = Instant::now() + CHECKPOINT_INTERVAL;
+        // Let commits accumulate, so one checkpoint covers many: wait whole
+        // intervals until enough have come, or until one interval passed
+        // without any (the writer went idle: copy what is there).
+        let mut seen = st.pending;
+        let mut until = Instant::now() + CHECKPOINT_INTERVAL;
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            if st.stop || left.is_zero() {
+            if st.stop {
                 break;
+            }
+            if left.is_zero() {
+                if st.pending >= CHECKPOINT_MIN_COMMITS || st.pending == seen {
+                    break;
+                }
+                seen = st.pending;
+                until = Instant::now() + CHECKPOINT_INTERVAL;
+                continue;
             }
             st = shared
                 .wake

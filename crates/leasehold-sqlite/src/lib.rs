@@ -149,7 +149,8 @@ use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 pub use crate::checkpoint::{
-    CheckpointStats, CHECKPOINT_INTERVAL, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT_BYTES,
+    CheckpointStats, CHECKPOINT_INTERVAL, CHECKPOINT_MIN_COMMITS, WAL_RESTART_FRAMES,
+    WAL_SIZE_LIMIT_BYTES,
 };
 use crate::errors::{map, sql, write_task};
 pub use crate::group::{GroupStats, GROUP_COMMIT_BATCH_MAX, SLOW_BATCH};
