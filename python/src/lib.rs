@@ -148,6 +148,7 @@ impl NativeStore {
             queues,
             ttl: Duration::from_micros(ttl_micros),
             limit,
+            max_attempts: None,
         };
         let ctx = ctx(at, actor)?;
         let tasks = py

@@ -113,6 +113,7 @@ pub fn cycle(
             queues: vec![queue.to_string()],
             ttl: TTL,
             limit: batch,
+            max_attempts: None,
         };
         async move {
             let (mut samples, mut ids) = (Vec::new(), Vec::new());
@@ -174,6 +175,7 @@ pub fn heartbeat(
             queues: vec![queue.to_string()],
             ttl: TTL,
             limit: batch as u32,
+            max_attempts: None,
         };
         async move {
             let held = client.claim(&req).await?;

@@ -296,6 +296,7 @@ fn cycle(store: &Arc<dyn Store>, opts: &Options, queue: &str) -> Result<(Vec<u64
             queues: vec![queue.clone()],
             ttl: TTL,
             limit: batch,
+            max_attempts: None,
         };
         let mut mine = Vec::new();
         loop {
@@ -374,6 +375,7 @@ fn heartbeat(store: &Arc<dyn Store>, opts: &Options, queue: &str) -> Result<(Vec
             queues: vec![queue.clone()],
             ttl: TTL,
             limit: batch as u32,
+            max_attempts: None,
         };
         let held = store2.claim(&req, &ctx())?;
         if held.len() as u64 != batch {
@@ -428,6 +430,7 @@ fn stale_setup(store: &Arc<dyn Store>, opts: &Options, id: &str, queue: &str) ->
             queues: vec![queue.to_string()],
             ttl: TTL,
             limit: left.min(1000) as u32,
+            max_attempts: None,
         };
         let got = store.claim(&req, &ctx())?;
         if got.is_empty() {
@@ -505,6 +508,7 @@ fn reclaim_setup(
             queues: vec![queue.to_string()],
             ttl: TTL,
             limit: (opts.tasks - claimed).min(1000) as u32,
+            max_attempts: None,
         };
         let c = ctx();
         last = last.max(c.at);

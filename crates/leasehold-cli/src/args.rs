@@ -221,6 +221,11 @@ pub struct ClaimArgs {
     /// Most tasks to lease (default 1, at most 1000).
     #[arg(long, default_value_t = 1)]
     pub limit: u32,
+    /// Skip stale tasks whose lease expired after at least this many
+    /// attempts: they are left for `reclaim` to quarantine (default 5, as
+    /// `reclaim`). Through `--server`, the server's own reaper limit applies.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
 }
 
 /// `heartbeat`.

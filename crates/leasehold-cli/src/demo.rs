@@ -226,12 +226,15 @@ fn run(cli: &Cli, plan: Plan) -> Result<String> {
     for w in 1..=plan.workers {
         let store = store.clone();
         let stop = stop.clone();
-        let ttl = plan.ttl;
+        let (ttl, max_attempts) = (plan.ttl, plan.max_attempts);
         let seed = plan.seed ^ u64::from(w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("demo-worker-{w}"))
-                .spawn(move || worker(&format!("worker-{w}"), store.as_ref(), ttl, seed, &stop))
+                .spawn(move || {
+                    let owner = format!("worker-{w}");
+                    worker(&owner, store.as_ref(), (ttl, max_attempts), seed, &stop)
+                })
                 .map_err(|e| Error::Internal(format!("cannot start a worker thread: {e}")))?,
         );
     }
@@ -382,7 +385,15 @@ fn work_with_heartbeats(
 }
 
 /// One simulated worker: claim, then behave as the dice say.
-fn worker(owner: &str, store: &dyn Store, ttl: Duration, seed: u64, stop: &AtomicBool) {
+/// Claims like the server's own workers do: a poison task that used up
+/// `max_attempts` is left for the reaper to quarantine.
+fn worker(
+    owner: &str,
+    store: &dyn Store,
+    (ttl, max_attempts): (Duration, u32),
+    seed: u64,
+    stop: &AtomicBool,
+) {
     let mut rng = StdRng::seed_from_u64(seed);
     let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
     while !stop.load(Ordering::SeqCst) {
@@ -391,6 +402,7 @@ fn worker(owner: &str, store: &dyn Store, ttl: Duration, seed: u64, stop: &Atomi
             queues: queues.clone(),
             ttl,
             limit: 1,
+            max_attempts: Some(max_attempts),
         };
         let claimed = match store.claim(&req, &Context::new(Timestamp::now(), owner)) {
             Ok(v) => v,

@@ -239,6 +239,9 @@ pub(crate) fn claim_until(req: &ClaimRequest, until: Until) -> Call {
     body.insert("owner".into(), json!(req.owner));
     body.insert("queues".into(), json!(req.queues));
     body.insert("limit".into(), json!(req.limit));
+    if let Some(max) = req.max_attempts {
+        body.insert("max_attempts".into(), json!(max));
+    }
     until.put_into(&mut body);
     Call::new(Method::Post, &["claim"]).body(Value::Object(body))
 }

@@ -112,6 +112,7 @@ impl WorkerConfig {
             queues: self.queues.clone(),
             ttl: self.ttl,
             limit: 1,
+            max_attempts: None,
         }
         .check(leasehold_core::Timestamp::EPOCH)?;
         Ok(())
@@ -421,6 +422,7 @@ impl<H: Handler> Worker<H> {
                 queues: cfg.queues.clone(),
                 ttl: cfg.ttl,
                 limit: permits.len() as u32,
+                max_attempts: None,
             };
             // Never drop a claim in flight: the server may already have
             // leased the tasks, and we must learn which to run or release.

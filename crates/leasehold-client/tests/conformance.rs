@@ -14,7 +14,7 @@ use std::sync::Arc;
 use leasehold_client::HttpStore;
 use leasehold_conformance::Harness;
 use leasehold_core::memory::MemoryStore;
-use leasehold_core::Store;
+use leasehold_core::{ClaimRequest, Context, Result, Store, Task};
 use leasehold_server::testing::TestServer;
 use leasehold_sqlite::SqliteStore;
 
@@ -50,6 +50,16 @@ impl ServedStore {
 impl Store for ServedStore {
     leasehold_core::delegate_store! {
         to self.http;
+
+        /// A claim without `max_attempts` means "no bound" in the library but
+        /// "the server's reaper limit" over HTTP (the server never hands out
+        /// a poison task: `crates/leasehold-server/tests`). The suite compares
+        /// with the library's meaning, so it asks for no bound explicitly.
+        fn claim(&self, req: &ClaimRequest, ctx: &Context) -> Result<Vec<Task>> {
+            let mut req = req.clone();
+            req.max_attempts.get_or_insert(u32::MAX);
+            self.http.claim(&req, ctx)
+        }
     }
 }
 

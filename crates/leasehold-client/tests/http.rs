@@ -321,6 +321,7 @@ fn claim_and_reclaim_over_the_ttl_path_match_the_model() {
         queues: vec![],
         ttl: std::time::Duration::from_secs(30),
         limit: 1,
+        max_attempts: None,
     };
     let got = p.both(|s| s.claim(&req, &ctx(1))).unwrap();
     assert_eq!(got[0].task_id, "high");

@@ -15,6 +15,7 @@ pub fn req(owner: &str, queues: &[&str], ttl_secs: u64, limit: u32) -> ClaimRequ
         queues: queues.iter().map(|q| q.to_string()).collect(),
         ttl: Duration::from_secs(ttl_secs),
         limit,
+        max_attempts: None,
     }
 }
 
@@ -93,6 +94,49 @@ pub fn claim_takes_expired_not_active_or_terminal<H: Harness>(h: &H) {
     assert_eq!(get(&s, "done").state, TaskState::Completed);
 }
 
+/// With the reaper's `max_attempts`, a stale lease that used up its attempts
+/// is not claimable: it is left for `reclaim` to quarantine, and it does not
+/// stand in front of other claimable tasks. Unleased tasks are claimable
+/// whatever their attempts; a higher limit or none takes the stale one.
+pub fn claim_leaves_exhausted_stale_leases_to_reclaim<H: Harness>(h: &H) {
+    let s = h.fresh();
+    for id in ["poison-a", "poison-b"] {
+        task(id).priority(9).create(&s, 0);
+        leased(&s, id, "w1", 1, 4); // attempt 1, expired at 5
+        leased(&s, id, "w2", 10, 10); // attempt 2, expires at 20
+    }
+    leased(&s, "slow", "w1", 1, 19); // attempt 1, expires at 20
+    leased(&s, "returned", "w1", 1, 4);
+    let t = leased(&s, "returned", "w2", 10, 10);
+    s.release("returned", &fence("w2", t.lease_token), &ctx(11))
+        .unwrap(); // attempts 2, no lease
+    let (a, b) = (snapshot(&s, "poison-a"), snapshot(&s, "poison-b"));
+
+    let mut capped = req("w3", &[], 60, 10);
+    capped.max_attempts = Some(2);
+    let got = s.claim(&capped, &ctx(30)).unwrap();
+    assert_eq!(ids(&got), ["slow", "returned"], "poison tasks left out");
+    assert_eq!((got[0].attempts, got[1].attempts), (2, 3));
+    assert_unchanged(&s, &a);
+    assert_unchanged(&s, &b);
+    assert!(s.claim(&capped, &ctx(31)).unwrap().is_empty());
+    let stale = ids(&s.list_stale(at(31)).unwrap());
+    assert_eq!(
+        stale,
+        ["poison-a", "poison-b"],
+        "still stale, for the reaper"
+    );
+
+    let mut looser = req("w4", &[], 60, 1);
+    looser.max_attempts = Some(3);
+    let got = s.claim(&looser, &ctx(32)).unwrap();
+    assert_eq!(ids(&got), ["poison-a"]);
+    assert_eq!((got[0].attempts, got[0].lease_token), (3, 3));
+    let got = s.claim(&req("w5", &[], 60, 1), &ctx(33)).unwrap();
+    assert_eq!(ids(&got), ["poison-b"], "no bound: any expired lease");
+    assert_eq!(got[0].attempts, 3);
+}
+
 /// Bad requests are `invalid_input` and lease nothing.
 pub fn claim_rejects_bad_requests<H: Harness>(h: &H) {
     let s = h.fresh();
@@ -108,6 +152,10 @@ pub fn claim_rejects_bad_requests<H: Harness>(h: &H) {
         req("w", &too_many, 60, 1),
         ClaimRequest {
             ttl: Duration::ZERO,
+            ..req("w", &[], 60, 1)
+        },
+        ClaimRequest {
+            max_attempts: Some(0),
             ..req("w", &[], 60, 1)
         },
     ];

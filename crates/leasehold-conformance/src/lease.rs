@@ -88,6 +88,7 @@ pub fn tokens_strictly_increase<H: Harness>(h: &H) {
         queues: vec![],
         ttl: std::time::Duration::from_secs(30),
         limit: 1,
+        max_attempts: None,
     };
     let t = s.claim(&req, &ctx(50)).unwrap().pop().unwrap();
     tokens.push(t.lease_token);

@@ -143,6 +143,7 @@ macro_rules! __conformance_scenarios {
                 claim_order_and_limit,
                 claim_respects_queues,
                 claim_takes_expired_not_active_or_terminal,
+                claim_leaves_exhausted_stale_leases_to_reclaim,
                 claim_rejects_bad_requests,
             }
             reclaim {

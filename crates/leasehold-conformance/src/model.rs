@@ -631,6 +631,7 @@ fn generate<H: Harness>(rng: &mut StdRng, run: &Run<H>) -> Op {
                 queues,
                 ttl: Duration::from_secs(*pick(rng, &[30, 60])),
                 limit: *pick(rng, &[0, 1, 1, 2, 5]),
+                max_attempts: *pick(rng, &[None, None, Some(0), Some(1), Some(2), Some(3)]),
             })
         }
         75..=79 => Op::Reclaim {

@@ -345,6 +345,7 @@ pub fn s10_late_heartbeat_after_reclaim_loses<H: Harness>(h: &H) {
                 queues: vec![],
                 ttl: std::time::Duration::from_secs(60),
                 limit: 1,
+                max_attempts: None,
             },
             &ctx(45),
         )
@@ -400,6 +401,7 @@ pub fn s12_completed_cannot_be_leased<H: Harness>(h: &H) {
                 queues: vec![],
                 ttl: std::time::Duration::from_secs(60),
                 limit: 10,
+                max_attempts: None,
             },
             &ctx(80),
         )

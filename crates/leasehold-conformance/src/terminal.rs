@@ -271,6 +271,7 @@ pub fn terminal_refuses_every_change<H: Harness>(h: &H) {
         queues: vec![],
         ttl: std::time::Duration::from_secs(60),
         limit: 100,
+        max_attempts: None,
     };
     assert!(s.claim(&req, &ctx(1000)).unwrap().is_empty());
     assert!(s.reclaim(1, &ctx(1000)).unwrap().is_empty());

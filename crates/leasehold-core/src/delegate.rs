@@ -625,6 +625,7 @@ mod tests {
             queues: vec![],
             ttl: std::time::Duration::from_secs(1),
             limit: 1,
+            max_attempts: None,
         };
         let item = BatchItem {
             task_id: "t".into(),

@@ -145,7 +145,9 @@ impl Store for MemoryStore {
         let mut candidates: Vec<(i32, u64, String)> = g
             .tasks
             .iter()
-            .filter(|(_, t)| queues.contains(&t.queue) && t.is_claimable(ctx.at))
+            .filter(|(_, t)| {
+                queues.contains(&t.queue) && t.is_claimable_within(ctx.at, req.max_attempts)
+            })
             .map(|(s, t)| (t.priority, *s, t.task_id.clone()))
             .collect();
         candidates.sort_by_key(|(p, s, _)| (std::cmp::Reverse(*p), *s));

@@ -266,6 +266,14 @@ impl Task {
         !self.state.is_terminal() && !self.has_active_lease(now)
     }
 
+    /// Whether `claim` with the reaper's `max_attempts` may lease the task:
+    /// claimable, and not a stale lease that used up its attempts (that one
+    /// is left for `reclaim` to quarantine).
+    pub fn is_claimable_within(&self, now: Timestamp, max_attempts: Option<u32>) -> bool {
+        self.is_claimable(now)
+            && !(self.is_stale(now) && max_attempts.is_some_and(|max| self.attempts >= max))
+    }
+
     /// Whether `fence` is current: running under that owner and that token,
     /// also past expiry, as long as nobody acquired, released or reclaimed since.
     pub fn fence_is_current(&self, fence: &Fence) -> bool {

@@ -70,6 +70,15 @@ pub struct ClaimRequest {
     pub ttl: Duration,
     /// Most tasks to lease, 1..=[`CLAIM_LIMIT_MAX`].
     pub limit: u32,
+    /// The reaper's `max_attempts`, when the caller runs one: a task whose
+    /// lease has expired after `attempts >= max_attempts` is then not
+    /// claimable, so it stays stale until `reclaim` quarantines it. Without
+    /// it (`None`) a poison task that crashes every worker could be claimed
+    /// again before the reaper runs and exceed `max_attempts`. Tasks without
+    /// a lease (never leased, released, reclaimed) are claimable either way.
+    /// The server always sets its own reaper's value here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 impl ClaimRequest {
@@ -91,6 +100,11 @@ impl ClaimRequest {
         }
         for q in &self.queues {
             validate::id("queue", q)?;
+        }
+        if self.max_attempts == Some(0) {
+            return Err(Error::InvalidInput(
+                "claim max_attempts must be at least 1".into(),
+            ));
         }
         if self.ttl.is_zero() {
             return Err(Error::InvalidInput("claim ttl must be positive".into()));

@@ -78,7 +78,7 @@ use postgres::error::SqlState;
 use postgres::types::ToSql;
 
 use crate::pool::{Committed, Fail, Tx};
-use crate::rows::{task_from_row, WriteBatch};
+use crate::rows::{self, task_from_row, WriteBatch};
 use crate::{skippable, Inner};
 
 /// Most operations one group-commit transaction carries (a caller's unit of
@@ -103,6 +103,7 @@ pub(crate) enum Op {
         queues: Vec<String>,
         cmd: Command,
         limit: usize,
+        max_attempts: Option<u32>,
         ctx: Context,
     },
 }
@@ -429,8 +430,11 @@ fn alone(me: &Inner, op: Op) -> Result<Answer> {
             queues,
             cmd,
             limit,
+            max_attempts,
             ctx,
-        } => me.claim_alone(&queues, &cmd, limit, &ctx).map(Answer::Many),
+        } => me
+            .claim_alone(&queues, &cmd, limit, max_attempts, &ctx)
+            .map(Answer::Many),
     }
 }
 
@@ -468,8 +472,9 @@ fn batch(
 ) -> Result<Vec<Outcome>, Fail> {
     // What to load.
     let mut ids: Vec<&str> = Vec::new();
-    // Distinct queue sets of the claims: (queues, latest time, claims' total limit).
-    let mut sets: Vec<(&[String], i64, i64)> = Vec::new();
+    // Distinct queue sets of the claims: (queues, latest time, claims' total
+    // limit, the `attempts < $4` bound of their max_attempts).
+    let mut sets: Vec<(&[String], i64, i64, i64)> = Vec::new();
     for op in ops {
         match op {
             Op::Apply { task_id, .. } => {
@@ -477,15 +482,23 @@ fn batch(
             }
             Op::Create(_) => {}
             Op::Claim {
-                queues, limit, ctx, ..
+                queues,
+                limit,
+                max_attempts,
+                ctx,
+                ..
             } => {
                 let now = ctx.at.as_micros();
-                match sets.iter_mut().find(|(q, _, _)| *q == queues.as_slice()) {
+                let bound = rows::attempts_bound(*max_attempts);
+                match sets
+                    .iter_mut()
+                    .find(|(q, _, _, b)| *q == queues.as_slice() && *b == bound)
+                {
                     Some(s) => {
                         s.1 = s.1.max(now);
                         s.2 += *limit as i64;
                     }
-                    None => sets.push((queues, now, *limit as i64)),
+                    None => sets.push((queues, now, *limit as i64, bound)),
                 }
             }
         }
@@ -513,7 +526,7 @@ fn batch(
     }
     let one: Vec<Option<&str>> = sets
         .iter()
-        .map(|(q, _, _)| {
+        .map(|(q, _, _, _)| {
             if q.len() == 1 {
                 Some(q[0].as_str())
             } else {
@@ -521,7 +534,7 @@ fn batch(
             }
         })
         .collect();
-    for (i, (queues, now, limit)) in sets.iter().enumerate() {
+    for (i, (queues, now, limit, bound)) in sets.iter().enumerate() {
         let q: &(dyn ToSql + Sync) = match &one[i] {
             Some(queue) => queue,
             None => queues,
@@ -532,7 +545,7 @@ fn batch(
             &me.q.claim_many
         };
         stmts.push((ready, vec![q, now, limit]));
-        stmts.push((expired, vec![q, now, limit]));
+        stmts.push((expired, vec![q, now, limit, bound]));
     }
     // A batch of creates only reads nothing: its one statement then goes
     // out alone, atomic without BEGIN (see `Tx::query_commit`).
@@ -561,7 +574,7 @@ fn batch(
         }
     }
     let mut walks: Vec<[Walk; 2]> = Vec::with_capacity(sets.len());
-    for (_, _, limit) in &sets {
+    for (_, _, limit, _) in &sets {
         let mut pair = Vec::with_capacity(2);
         for _ in 0..2 {
             let rows = results.next().unwrap_or_default();
@@ -633,18 +646,20 @@ fn batch(
                 queues,
                 cmd,
                 limit,
+                max_attempts,
                 ctx,
             } => {
+                let bound = rows::attempts_bound(*max_attempts);
                 let k = sets
                     .iter()
-                    .position(|(q, _, _)| *q == queues.as_slice())
+                    .position(|(q, _, _, b)| *q == queues.as_slice() && *b == bound)
                     .expect("every claim's queue set was walked");
                 claim_in_batch(
                     &mut slots,
                     &walks[k],
                     queues,
                     cmd,
-                    *limit,
+                    (*limit, *max_attempts),
                     ctx,
                     &mut history,
                 )
@@ -755,14 +770,16 @@ fn claim_in_batch(
     walks: &[Walk; 2],
     queues: &[String],
     cmd: &Command,
-    limit: usize,
+    (limit, max_attempts): (usize, Option<u32>),
     ctx: &Context,
     history: &mut Vec<HistoryEntry>,
 ) -> Outcome {
     let horizon = walks.iter().filter(|w| w.full).filter_map(|w| w.last).min();
     let mut candidates: Vec<(std::cmp::Reverse<i32>, i64, &str)> = slots
         .values()
-        .filter(|s| queues.contains(&s.task.queue) && s.task.is_claimable(ctx.at))
+        .filter(|s| {
+            queues.contains(&s.task.queue) && s.task.is_claimable_within(ctx.at, max_attempts)
+        })
         .map(|s| {
             (
                 std::cmp::Reverse(s.task.priority),
@@ -835,6 +852,7 @@ mod tests {
             queues: vec!["q".into()],
             ttl: Duration::from_secs(60),
             limit,
+            max_attempts: None,
         }
     }
 
@@ -868,6 +886,7 @@ mod tests {
                     queues,
                     cmd: acquire(owner, 0).with_expiry(expires_at),
                     limit: limit as usize,
+                    max_attempts: r.max_attempts,
                     ctx: ctx(s),
                 }
             }

@@ -470,19 +470,23 @@ impl Inner {
         queues: &[String],
         cmd: &Command,
         limit: usize,
+        max_attempts: Option<u32>,
         ctx: &Context,
     ) -> Result<Vec<Task>> {
         let now = ctx.at.as_micros();
         let limit_sql = limit as i64;
+        let max_sql = rows::attempts_bound(max_attempts);
         let me = self;
         me.pool.write("claim", |tx| {
             // BEGIN and both candidate queries in one round trip.
             let (ready, expired) = if let [queue] = queues {
-                let p: [&(dyn postgres::types::ToSql + Sync); 3] = [queue, &now, &limit_sql];
-                tx.query_pair((&me.q.claim_one[0], &p), (&me.q.claim_one[1], &p))?
+                let p: [&(dyn postgres::types::ToSql + Sync); 4] =
+                    [queue, &now, &limit_sql, &max_sql];
+                tx.query_pair((&me.q.claim_one[0], &p[..3]), (&me.q.claim_one[1], &p))?
             } else {
-                let p: [&(dyn postgres::types::ToSql + Sync); 3] = [&queues, &now, &limit_sql];
-                tx.query_pair((&me.q.claim_many[0], &p), (&me.q.claim_many[1], &p))?
+                let p: [&(dyn postgres::types::ToSql + Sync); 4] =
+                    [&queues, &now, &limit_sql, &max_sql];
+                tx.query_pair((&me.q.claim_many[0], &p[..3]), (&me.q.claim_many[1], &p))?
             };
             let mut candidates = Vec::with_capacity(ready.len() + expired.len());
             for row in ready.iter().chain(&expired) {
@@ -606,6 +610,7 @@ impl Store for PgStore {
             queues,
             cmd,
             limit: req.limit as usize,
+            max_attempts: req.max_attempts,
             ctx: ctx.clone(),
         })
         .and_then(group::Answer::many)

@@ -220,10 +220,19 @@ fn update_arrays(t: &str) -> String {
 /// its rows and skipping rows another transaction holds; the caller merges
 /// them and cuts to the limit. Rows locked but cut stay locked until the
 /// claim commits (other claimers skip them meanwhile): the price of not
-/// sorting every claimable row on each call. `$1` queue(s), `$2` now, `$3` limit.
+/// sorting every claimable row on each call. `$1` queue(s), `$2` now, `$3` limit;
+/// the expired walk also `$4`, the claim's `max_attempts` (a stale lease that
+/// used up its attempts is `reclaim`'s to quarantine, not claimable).
+/// The `$4` of the expired claim walk: `attempts < $4` leaves out stale
+/// leases that used up the claim's `max_attempts` (none given: no bound).
+pub(crate) fn attempts_bound(max_attempts: Option<u32>) -> i64 {
+    max_attempts.map_or(i64::MAX, i64::from)
+}
+
 fn claim_sql(t: &str, queue: &str, expired: bool) -> String {
     let which = if expired {
-        "state = 'running' AND lease_expires_at IS NOT NULL AND lease_expires_at <= $2"
+        "state = 'running' AND lease_expires_at IS NOT NULL AND lease_expires_at <= $2 \
+         AND attempts < $4"
     } else {
         "state IN ('planned', 'dispatched') AND $2::bigint IS NOT NULL"
     };

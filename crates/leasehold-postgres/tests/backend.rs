@@ -356,6 +356,7 @@ fn claim_skips_rows_locked_by_another_transaction_without_waiting() {
         queues: vec![],
         ttl: Duration::from_secs(30),
         limit: 1,
+        max_attempts: None,
     };
     // Runs while the lock is held: it would block forever without SKIP LOCKED.
     let got = store.claim(&req, &ctx(1)).unwrap();

@@ -161,6 +161,7 @@ fn child_process_worker() {
                         queues: vec![],
                         ttl: Duration::from_secs(3600),
                         limit: 25,
+                        max_attempts: None,
                     };
                     loop {
                         let got = store.claim(&req, &Context::new(at, "worker")).unwrap();

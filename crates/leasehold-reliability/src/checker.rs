@@ -155,8 +155,12 @@ fn step(state: &Task, op: &Op, opts: &CheckOptions) -> Vec<Task> {
                 _ => vec![],
             }
         }
-        Call::ClaimOne { owner, ttl_us } => {
-            let granted = if state.is_claimable(op.at) {
+        Call::ClaimOne {
+            owner,
+            ttl_us,
+            max_attempts,
+        } => {
+            let granted = if state.is_claimable_within(op.at, Some(*max_attempts)) {
                 op.at.checked_add_micros(*ttl_us).and_then(|expires_at| {
                     machine::apply(
                         state,

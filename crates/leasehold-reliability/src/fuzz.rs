@@ -57,6 +57,7 @@ pub fn duration(data: &[u8]) {
             queues: vec![],
             ttl: d,
             limit: 1,
+            max_attempts: None,
         };
         match req.check(at) {
             Ok((_, expires)) => assert!(expires > at, "claim expiry must follow its time"),

@@ -25,6 +25,9 @@ pub enum Call {
         owner: String,
         /// Lease time to live in microseconds.
         ttl_us: i64,
+        /// The request's `max_attempts` (the server applies its own reaper
+        /// limit when none is sent, so the race always sends one).
+        max_attempts: u32,
     },
     /// `Store::get`.
     Get,
@@ -87,7 +90,11 @@ impl Op {
     pub fn describe(&self) -> String {
         let call = match &self.call {
             Call::Apply(c) => serde_json::to_string(c).unwrap_or_else(|_| c.name().into()),
-            Call::ClaimOne { owner, ttl_us } => format!("claim owner={owner} ttl_us={ttl_us}"),
+            Call::ClaimOne {
+                owner,
+                ttl_us,
+                max_attempts,
+            } => format!("claim owner={owner} ttl_us={ttl_us} max_attempts={max_attempts}"),
             Call::Get => "get".into(),
             Call::ReclaimAll { max_attempts } => format!("reclaim_all max_attempts={max_attempts}"),
         };

@@ -152,6 +152,7 @@ fn record_claim(sh: &Shared, store: &HttpStore, who: &str, task: &str) -> Outcom
         Call::ClaimOne {
             owner: who.to_string(),
             ttl_us: sh.ttl_us,
+            max_attempts: sh.max_attempts,
         },
         at,
         who,
@@ -161,6 +162,7 @@ fn record_claim(sh: &Shared, store: &HttpStore, who: &str, task: &str) -> Outcom
         queues: vec![format!("q-{task}")],
         ttl: Duration::from_micros(sh.ttl_us as u64),
         limit: 1,
+        max_attempts: Some(sh.max_attempts),
     };
     let r = store.claim(&req, &Context::new(at, who));
     let out = outcome_of(&r, |ts| Outcome::Tasks(ts.clone()));

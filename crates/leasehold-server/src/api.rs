@@ -126,6 +126,12 @@ pub struct ClaimBody {
     /// Most tasks to lease, 1 to 1,000 (default 1).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Leave out stale tasks whose lease expired after at least this many
+    /// attempts (default: the server's `--max-attempts`, the reaper's limit),
+    /// so a poison task is quarantined by the reaper instead of handed to
+    /// the next worker.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
 }
 
 /// `POST /v1/tasks/{id}/heartbeat`.
@@ -648,6 +654,10 @@ pub async fn claim(
         queues: body.queues,
         ttl: Duration::from_micros(micros as u64),
         limit,
+        // By default the reaper's limit: a stale lease that used up its
+        // attempts is left for the reaper to quarantine, never handed to
+        // another worker before the reaper's next pass.
+        max_attempts: Some(body.max_attempts.unwrap_or(state.max_attempts)),
     };
     req.check(at)?;
     let ctx = caller.ctx;

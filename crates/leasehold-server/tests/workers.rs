@@ -222,3 +222,63 @@ async fn reaper_loop_runs_on_its_interval_and_stops() {
         .expect("the loop stops when told")
         .unwrap();
 }
+
+/// A stale lease that used up the reaper's `max_attempts` is never handed to
+/// the next worker by `POST /v1/claim`: it waits for the reaper, which
+/// quarantines it. A claim may name its own `max_attempts`; 0 is refused.
+#[tokio::test]
+async fn claim_leaves_a_poison_task_to_the_reaper() {
+    let mut app = App::new();
+    app.state.max_attempts = 2;
+    app.router = leasehold_server::router(app.state.clone());
+    app.seed("poison");
+    for owner in ["w1", "w2"] {
+        let until = app.clock.now_ts().checked_add_micros(1_000_000).unwrap();
+        app.store
+            .acquire_lease("poison", owner, until, &app.ctx())
+            .unwrap();
+        app.clock.advance_ms(1_000); // the worker crashed: the lease expires
+    }
+    app.seed("fresh");
+    let claim = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.call("POST", "/v1/claim", Some(&app.w1), Some(body))
+                .await
+        }
+    };
+    let before = app.store.get("poison").unwrap().unwrap();
+    let r = claim(json!({"ttl_ms": 30000, "limit": 10})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got: Vec<&str> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["fresh"], "the poison task (2 attempts) is left out");
+    assert_eq!(app.store.get("poison").unwrap().unwrap(), before);
+
+    let r = claim(json!({"ttl_ms": 30000, "max_attempts": 0})).await;
+    assert_eq!((r.status, r.code()), (422, "invalid_input"), "{}", r.text);
+    assert_eq!(app.store.get("poison").unwrap().unwrap(), before);
+
+    let quarantined = reaper::run_once(&app.state).await.unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].state.as_str(), "quarantined");
+
+    // Asking for a looser limit explicitly takes a stale lease again.
+    app.seed("flaky");
+    for owner in ["w1", "w2"] {
+        let until = app.clock.now_ts().checked_add_micros(1_000_000).unwrap();
+        app.store
+            .acquire_lease("flaky", owner, until, &app.ctx())
+            .unwrap();
+        app.clock.advance_ms(1_000);
+    }
+    let r = claim(json!({"ttl_ms": 30000, "max_attempts": 3})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json[0]["task_id"], "flaky");
+    assert_eq!(r.json[0]["attempts"], 3);
+}

@@ -678,6 +678,7 @@ impl Store for SqliteStore {
         let (queues, expires_at) = req.check(ctx.at)?;
         let limit = i64::from(req.limit);
         let (owner, ctx, n) = (req.owner.clone(), ctx.clone(), req.limit as usize);
+        let expired_sql = q::claim_expired(queues.len(), req.max_attempts);
         self.write(move |tx| {
             let mut best: Vec<(i32, u64)> = Vec::new();
             for q in &queues {
@@ -689,7 +690,7 @@ impl Store for SqliteStore {
             }
             let mut params = vec![Value::Integer(ctx.at.as_micros()), Value::Integer(limit)];
             params.extend(queues.iter().map(|q| Value::Text(q.clone())));
-            best.extend(candidates(tx, &q::claim_expired(queues.len()), &params)?);
+            best.extend(candidates(tx, &expired_sql, &params)?);
             best.sort_by_key(|(p, s)| (std::cmp::Reverse(*p), *s));
             best.truncate(n);
             let cmd = Command::Acquire { owner, expires_at };

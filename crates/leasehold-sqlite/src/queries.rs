@@ -190,12 +190,17 @@ pub const CLAIM_UNLEASED: &str = "SELECT priority, seq FROM tasks INDEXED BY tas
      ORDER BY priority DESC, seq LIMIT ?2";
 
 /// Expired running tasks at `?1` of the queues `?3…`, best first, at most `?2`
-/// (`tasks_stale`, then a sort of the expired rows of those queues).
-pub fn claim_expired(n_queues: usize) -> String {
+/// (`tasks_stale`, then a sort of the expired rows of those queues). With
+/// `max_attempts`, leases that used up their attempts are left out (they are
+/// `reclaim`'s to quarantine).
+pub fn claim_expired(n_queues: usize, max_attempts: Option<u32>) -> String {
     let qs: Vec<String> = (0..n_queues).map(|i| format!("?{}", i + 3)).collect();
+    let attempts = max_attempts
+        .map(|m| format!(" AND attempts < {m}"))
+        .unwrap_or_default();
     format!(
         "SELECT priority, seq FROM tasks INDEXED BY tasks_stale \
-         WHERE state = 'running' AND lease_expires_at <= ?1 AND queue IN ({}) \
+         WHERE state = 'running' AND lease_expires_at <= ?1 AND queue IN ({}){attempts} \
          ORDER BY priority DESC, seq LIMIT ?2",
         qs.join(", ")
     )
@@ -316,7 +321,7 @@ mod tests {
             assert_uses(
                 &conn,
                 "claim expired",
-                &claim_expired(n),
+                &claim_expired(n, Some(5)),
                 "tasks_stale (lease_expires_at<?)",
                 true,
             );

@@ -264,6 +264,7 @@ fn counts_table_tracks_every_write_and_is_built_for_old_databases() {
             queues: vec![q.into()],
             ttl: Duration::from_secs(10),
             limit: 6,
+            max_attempts: None,
         };
         let got = s.claim(&req, &ctx(1)).unwrap();
         for t in got.iter().take(2) {

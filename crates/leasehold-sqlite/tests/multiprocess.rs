@@ -160,6 +160,7 @@ fn claim_child() {
                         queues: vec![],
                         ttl: Duration::from_secs(3600),
                         limit: rng.gen_range(1..=10),
+                        max_attempts: None,
                     };
                     let got = store
                         .claim(&req, &ctx(1))

@@ -108,6 +108,7 @@ fn claim_race_one_shared_handle_each_task_once() {
                     queues: vec![],
                     ttl: std::time::Duration::from_secs(3600),
                     limit: 1 + (w as u32 % 4),
+                    max_attempts: None,
                 };
                 let mut mine = Vec::new();
                 loop {

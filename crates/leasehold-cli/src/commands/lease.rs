@@ -34,6 +34,10 @@ pub fn claim(store: &dyn Store, cfg: &Config, a: ClaimArgs) -> Result<Reply> {
         queues: a.queues,
         ttl: parse_duration("--ttl", &a.ttl)?,
         limit: a.limit,
+        max_attempts: Some(
+            a.max_attempts
+                .unwrap_or(leasehold_core::limits::RECLAIM_MAX_ATTEMPTS_DEFAULT),
+        ),
     };
     store.claim(&req, &context(cfg)).map(Reply::Tasks)
 }

@@ -82,7 +82,8 @@ pub fn run(op: &str, s: &dyn Store, id: &str, case: usize) -> leasehold_core::Re
                 owner: "w1".into(),
                 queues: vec![format!("q-{id}")],
                 ttl: Duration::from_secs(60),
-                limit: 1
+                limit: 1,
+                max_attempts: None,
             },
             &c
         )?),
