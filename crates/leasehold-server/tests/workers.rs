@@ -223,6 +223,18 @@ async fn reaper_loop_runs_on_its_interval_and_stops() {
         .unwrap();
 }
 
+/// Seed `id` and let two workers lease it and crash (each lease expires).
+fn crash_twice(app: &App, id: &str) {
+    app.seed(id);
+    for owner in ["w1", "w2"] {
+        let until = app.clock.now_ts().checked_add_micros(1_000_000).unwrap();
+        app.store
+            .acquire_lease(id, owner, until, &app.ctx())
+            .unwrap();
+        app.clock.advance_ms(1_000);
+    }
+}
+
 /// A stale lease that used up the reaper's `max_attempts` is never handed to
 /// the next worker by `POST /v1/claim`: it waits for the reaper, which
 /// quarantines it. A claim may name its own `max_attempts`; 0 is refused.
@@ -231,14 +243,7 @@ async fn claim_leaves_a_poison_task_to_the_reaper() {
     let mut app = App::new();
     app.state.max_attempts = 2;
     app.router = leasehold_server::router(app.state.clone());
-    app.seed("poison");
-    for owner in ["w1", "w2"] {
-        let until = app.clock.now_ts().checked_add_micros(1_000_000).unwrap();
-        app.store
-            .acquire_lease("poison", owner, until, &app.ctx())
-            .unwrap();
-        app.clock.advance_ms(1_000); // the worker crashed: the lease expires
-    }
+    crash_twice(&app, "poison");
     app.seed("fresh");
     let claim = |body: serde_json::Value| {
         let app = &app;
@@ -269,14 +274,7 @@ async fn claim_leaves_a_poison_task_to_the_reaper() {
     assert_eq!(quarantined[0].state.as_str(), "quarantined");
 
     // Asking for a looser limit explicitly takes a stale lease again.
-    app.seed("flaky");
-    for owner in ["w1", "w2"] {
-        let until = app.clock.now_ts().checked_add_micros(1_000_000).unwrap();
-        app.store
-            .acquire_lease("flaky", owner, until, &app.ctx())
-            .unwrap();
-        app.clock.advance_ms(1_000);
-    }
+    crash_twice(&app, "flaky");
     let r = claim(json!({"ttl_ms": 30000, "max_attempts": 3})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json[0]["task_id"], "flaky");
