@@ -24,8 +24,9 @@
 //! [`GROUP_COMMIT_BATCH_MAX`] operations per transaction), commits, answers
 //! every caller of the batch, and repeats until its own operation is
 //! answered. Then, if more operations are queued, it hands leadership to the
-//! oldest waiting caller and returns. No caller leads forever, and a store
-//! with no traffic has no thread. While a leader is committing, new callers
+//! oldest waiting caller and returns. No caller leads forever, and no
+//! thread of the group commit's own waits for work (the store's only
+//! background thread is its WAL checkpointer). While a leader is committing, new callers
 //! pile up in the queue: that is the next batch.
 //!
 //! Reads never go through here: they use the separate read connections and

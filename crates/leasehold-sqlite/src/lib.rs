@@ -90,8 +90,9 @@
 //! `synchronous=FULL` two more fsyncs and a page copy per checkpoint, and an
 //! fsync on a busy disk can take hundreds of milliseconds. The writer runs
 //! with `wal_autocheckpoint = 0` instead, and each store handle has a small
-//! background checkpointer (PASSIVE checkpoints on its own connection, at
-//! most one per [`CHECKPOINT_INTERVAL`], none when idle, a short catch-up
+//! background checkpointer (PASSIVE checkpoints on its own connection, once
+//! [`CHECKPOINT_MIN_COMMITS`] batches have committed since the last one or
+//! the store has been idle for [`CHECKPOINT_INTERVAL`], a short catch-up
 //! under the writer mutex when the log passes [`WAL_RESTART_FRAMES`] so it
 //! starts over; see the `checkpoint` module). [`SqliteStore::group_stats`]
 //! and [`SqliteStore::checkpoint_stats`] count batches, slow batches and
