@@ -395,12 +395,11 @@ impl<'a> TaskParams<'a> {
     }
 }
 
-/// Column arrays for [`Queries::write_batch`]: the transitions of many
-/// tasks, written by one statement.
+/// Column arrays of task rows, one entry per task: what an updated row and
+/// an inserted one both write (from [`TaskParams`], so the conversions and
+/// their range checks live in one place).
 #[derive(Default)]
-pub(crate) struct WriteBatch<'a> {
-    seq: Vec<i64>,
-    old_version: Vec<i64>,
+struct TaskColumns<'a> {
     saga_id: Vec<&'a str>,
     state: Vec<&'static str>,
     queue: Vec<&'a str>,
@@ -420,6 +419,41 @@ pub(crate) struct WriteBatch<'a> {
     terminal_reason: Vec<Option<&'a str>>,
     version: Vec<i64>,
     updated_at: Vec<i64>,
+}
+
+impl<'a> TaskColumns<'a> {
+    fn push(&mut self, p: TaskParams<'a>) {
+        let t = p.task;
+        self.saga_id.push(&t.saga_id);
+        self.state.push(p.state);
+        self.queue.push(&t.queue);
+        self.priority.push(t.priority);
+        self.issue.push(t.issue);
+        self.branch.push(t.branch.as_deref());
+        self.worktree.push(t.worktree.as_deref());
+        self.metadata.push(p.metadata);
+        self.compensations.push(p.compensations);
+        self.notes.push(p.notes);
+        self.lease_owner.push(t.lease_owner.as_deref());
+        self.lease_token.push(p.lease_token);
+        self.lease_acquired_at.push(p.lease_acquired_at);
+        self.lease_expires_at.push(p.lease_expires_at);
+        self.last_heartbeat_at.push(p.last_heartbeat_at);
+        self.attempts.push(p.attempts);
+        self.terminal_reason.push(t.terminal_reason.as_deref());
+        self.version.push(p.version);
+        self.updated_at.push(p.updated_at);
+    }
+}
+
+/// Column arrays for [`Queries::write_batch`]: the transitions of many
+/// tasks, written by one statement.
+#[derive(Default)]
+pub(crate) struct WriteBatch<'a> {
+    seq: Vec<i64>,
+    old_version: Vec<i64>,
+    /// The rows' new column values.
+    row: TaskColumns<'a>,
     h_task_id: Vec<&'a str>,
     h_kind: Vec<&'static str>,
     h_at: Vec<i64>,
@@ -457,33 +491,10 @@ impl<'a> WriteBatch<'a> {
     /// Add the new state of the task stored at `seq`, read at `old_version`
     /// (written only if the row is still at that version).
     pub(crate) fn add_row(&mut self, seq: i64, old_version: u64, t: &'a Task) -> Result<(), Error> {
-        let tid = t.task_id.as_str();
+        let old_version = to_bigint(&t.task_id, "version", old_version)?;
+        self.row.push(TaskParams::new(t)?);
         self.seq.push(seq);
-        self.old_version
-            .push(to_bigint(tid, "version", old_version)?);
-        self.saga_id.push(&t.saga_id);
-        self.state.push(t.state.as_str());
-        self.queue.push(&t.queue);
-        self.priority.push(t.priority);
-        self.issue.push(t.issue);
-        self.branch.push(t.branch.as_deref());
-        self.worktree.push(t.worktree.as_deref());
-        self.metadata.push(Json(&t.metadata));
-        self.compensations.push(Json(&t.compensations));
-        self.notes.push(Json(&t.notes));
-        self.lease_owner.push(t.lease_owner.as_deref());
-        self.lease_token
-            .push(to_bigint(tid, "lease_token", t.lease_token)?);
-        self.lease_acquired_at
-            .push(t.lease_acquired_at.map(Timestamp::as_micros));
-        self.lease_expires_at
-            .push(t.lease_expires_at.map(Timestamp::as_micros));
-        self.last_heartbeat_at
-            .push(t.last_heartbeat_at.map(Timestamp::as_micros));
-        self.attempts.push(i64::from(t.attempts));
-        self.terminal_reason.push(t.terminal_reason.as_deref());
-        self.version.push(to_bigint(tid, "version", t.version)?);
-        self.updated_at.push(t.updated_at.as_micros());
+        self.old_version.push(old_version);
         Ok(())
     }
 
@@ -508,28 +519,9 @@ impl<'a> WriteBatch<'a> {
     /// its task id or saga id is taken by then ([`Queries::write_group`]).
     pub(crate) fn add_new(&mut self, t: &'a Task, h: &'a HistoryEntry) -> Result<(), Error> {
         let p = TaskParams::new(t)?;
-        let n = &mut self.new;
-        n.task_id.push(&t.task_id);
-        n.saga_id.push(&t.saga_id);
-        n.state.push(p.state);
-        n.queue.push(&t.queue);
-        n.priority.push(t.priority);
-        n.issue.push(t.issue);
-        n.branch.push(t.branch.as_deref());
-        n.worktree.push(t.worktree.as_deref());
-        n.metadata.push(p.metadata);
-        n.compensations.push(p.compensations);
-        n.notes.push(p.notes);
-        n.lease_owner.push(t.lease_owner.as_deref());
-        n.lease_token.push(p.lease_token);
-        n.lease_acquired_at.push(p.lease_acquired_at);
-        n.lease_expires_at.push(p.lease_expires_at);
-        n.last_heartbeat_at.push(p.last_heartbeat_at);
-        n.attempts.push(p.attempts);
-        n.terminal_reason.push(t.terminal_reason.as_deref());
-        n.version.push(p.version);
-        n.created_at.push(p.created_at);
-        n.updated_at.push(p.updated_at);
+        self.new.created_at.push(p.created_at);
+        self.new.task_id.push(&t.task_id);
+        self.new.cols.push(p);
         self.add_history(h, true)
     }
 
@@ -545,26 +537,26 @@ impl<'a> WriteBatch<'a> {
         let n = &self.new;
         v.extend_from_slice(&[
             &n.task_id as &(dyn ToSql + Sync),
-            &n.saga_id,
-            &n.state,
-            &n.queue,
-            &n.priority,
-            &n.issue,
-            &n.branch,
-            &n.worktree,
-            &n.metadata,
-            &n.compensations,
-            &n.notes,
-            &n.lease_owner,
-            &n.lease_token,
-            &n.lease_acquired_at,
-            &n.lease_expires_at,
-            &n.last_heartbeat_at,
-            &n.attempts,
-            &n.terminal_reason,
-            &n.version,
+            &n.cols.saga_id,
+            &n.cols.state,
+            &n.cols.queue,
+            &n.cols.priority,
+            &n.cols.issue,
+            &n.cols.branch,
+            &n.cols.worktree,
+            &n.cols.metadata,
+            &n.cols.compensations,
+            &n.cols.notes,
+            &n.cols.lease_owner,
+            &n.cols.lease_token,
+            &n.cols.lease_acquired_at,
+            &n.cols.lease_expires_at,
+            &n.cols.last_heartbeat_at,
+            &n.cols.attempts,
+            &n.cols.terminal_reason,
+            &n.cols.version,
             &n.created_at,
-            &n.updated_at,
+            &n.cols.updated_at,
             &self.h_new,
         ]);
         v
@@ -583,25 +575,25 @@ impl<'a> WriteBatch<'a> {
         [
             &self.seq[0],
             &self.old_version[0],
-            &self.saga_id[0],
-            &self.state[0],
-            &self.queue[0],
-            &self.priority[0],
-            &self.issue[0],
-            &self.branch[0],
-            &self.worktree[0],
-            &self.metadata[0],
-            &self.compensations[0],
-            &self.notes[0],
-            &self.lease_owner[0],
-            &self.lease_token[0],
-            &self.lease_acquired_at[0],
-            &self.lease_expires_at[0],
-            &self.last_heartbeat_at[0],
-            &self.attempts[0],
-            &self.terminal_reason[0],
-            &self.version[0],
-            &self.updated_at[0],
+            &self.row.saga_id[0],
+            &self.row.state[0],
+            &self.row.queue[0],
+            &self.row.priority[0],
+            &self.row.issue[0],
+            &self.row.branch[0],
+            &self.row.worktree[0],
+            &self.row.metadata[0],
+            &self.row.compensations[0],
+            &self.row.notes[0],
+            &self.row.lease_owner[0],
+            &self.row.lease_token[0],
+            &self.row.lease_acquired_at[0],
+            &self.row.lease_expires_at[0],
+            &self.row.last_heartbeat_at[0],
+            &self.row.attempts[0],
+            &self.row.terminal_reason[0],
+            &self.row.version[0],
+            &self.row.updated_at[0],
             if h { &self.h_task_id[0] } else { &self.no_text },
             if h { &self.h_kind[0] } else { &self.no_text },
             if h { &self.h_at[0] } else { &self.no_int8 },
@@ -618,25 +610,25 @@ impl<'a> WriteBatch<'a> {
         [
             &self.seq,
             &self.old_version,
-            &self.saga_id,
-            &self.state,
-            &self.queue,
-            &self.priority,
-            &self.issue,
-            &self.branch,
-            &self.worktree,
-            &self.metadata,
-            &self.compensations,
-            &self.notes,
-            &self.lease_owner,
-            &self.lease_token,
-            &self.lease_acquired_at,
-            &self.lease_expires_at,
-            &self.last_heartbeat_at,
-            &self.attempts,
-            &self.terminal_reason,
-            &self.version,
-            &self.updated_at,
+            &self.row.saga_id,
+            &self.row.state,
+            &self.row.queue,
+            &self.row.priority,
+            &self.row.issue,
+            &self.row.branch,
+            &self.row.worktree,
+            &self.row.metadata,
+            &self.row.compensations,
+            &self.row.notes,
+            &self.row.lease_owner,
+            &self.row.lease_token,
+            &self.row.lease_acquired_at,
+            &self.row.lease_expires_at,
+            &self.row.last_heartbeat_at,
+            &self.row.attempts,
+            &self.row.terminal_reason,
+            &self.row.version,
+            &self.row.updated_at,
             &self.h_task_id,
             &self.h_kind,
             &self.h_at,
@@ -653,26 +645,8 @@ impl<'a> WriteBatch<'a> {
 #[derive(Default)]
 struct NewRows<'a> {
     task_id: Vec<&'a str>,
-    saga_id: Vec<&'a str>,
-    state: Vec<&'static str>,
-    queue: Vec<&'a str>,
-    priority: Vec<i32>,
-    issue: Vec<Option<i64>>,
-    branch: Vec<Option<&'a str>>,
-    worktree: Vec<Option<&'a str>>,
-    metadata: Vec<Json<&'a serde_json::Value>>,
-    compensations: Vec<Json<&'a Vec<Compensation>>>,
-    notes: Vec<Json<&'a Vec<Note>>>,
-    lease_owner: Vec<Option<&'a str>>,
-    lease_token: Vec<i64>,
-    lease_acquired_at: Vec<Option<i64>>,
-    lease_expires_at: Vec<Option<i64>>,
-    last_heartbeat_at: Vec<Option<i64>>,
-    attempts: Vec<i64>,
-    terminal_reason: Vec<Option<&'a str>>,
-    version: Vec<i64>,
+    cols: TaskColumns<'a>,
     created_at: Vec<i64>,
-    updated_at: Vec<i64>,
 }
 
 /// The history columns of an inserted task's first entry, for `insert_task`.
